@@ -1,0 +1,16 @@
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / 'tests' / 'fixtures'
+SHARED = ROOT.parent / 'shared' / 'data'   # full real annotation files, when they sit beside the checkout
+
+
+@pytest.fixture(scope='session')
+def synth(tmp_path_factory):
+    "A small synthetic benchmark, written once per test session."
+    from mesm_prem.data import SynthConfig, write_synthetic_benchmark
+    root = tmp_path_factory.mktemp('synth')
+    cfg = SynthConfig(seed=1, vmr_videos=dict(train=16, test=6), vcmr_videos=dict(train=12, val=5, test_public=3))
+    return root, write_synthetic_benchmark(root, cfg)

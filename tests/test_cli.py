@@ -1,0 +1,96 @@
+"The mesm-prem command, run as a user would run it."
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import FIX
+
+SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert']
+
+
+def cli(*args, cwd=None):
+    code = 'import sys; from mesm_prem.cli import main; sys.argv[0] = "mesm-prem"; sys.exit(main())'
+    return subprocess.run([sys.executable, '-c', code, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_help():
+    r = cli('--help')
+    assert r.returncode == 0 and all(s in r.stdout for s in SUBCOMMANDS)
+    for s in SUBCOMMANDS:
+        r = cli(s, '--help')
+        assert r.returncode == 0 and r.stdout.startswith(f'usage: mesm-prem {s}'), r.stderr
+
+
+def test_console_script_is_installed():
+    import shutil
+    exe = shutil.which('mesm-prem')
+    assert exe, 'pip install -e . should install the mesm-prem console script'
+    assert subprocess.run([exe, '--help'], capture_output=True).returncode == 0
+
+
+def test_demo(tmp_path):
+    r = cli('demo', '--out', tmp_path / 'demo')
+    assert r.returncode == 0, r.stderr
+    man = json.loads((tmp_path / 'demo' / 'benchmark' / 'benchmark.json').read_text())
+    for split, info in man['vmr']['splits'].items():
+        assert f"vmr/{info['annotations']}" in r.stdout
+        assert f"queries {info['queries']}  (with ground truth {info['queries']})   videos {info['videos']}" in r.stdout
+    assert 'query types' in r.stdout and str(tmp_path) not in r.stdout.split('\n', 1)[1]
+
+
+def test_data_stats_on_benchmark(synth):
+    root, man = synth
+    v = root / 'vmr'
+    r = cli('data-stats', v / 'charades_sta_train.txt', '--features', v / 'clip_image.hdf5', v / 'slowfast.hdf5',
+            '--text', v / 'text' / 'charades_sta_train.h5', '--json')
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    n = man['vmr']['splits']['train']
+    assert (s['queries'], s['videos']) == (n['queries'], n['videos'])
+    assert [f['dim'] for f in s['features']] == [32, 48] and all(f['missing'] == 0 for f in s['features'])
+    assert s['text']['covered'] == n['queries']
+    c = root / 'vcmr'
+    r = cli('data-stats', c / 'tvr_val_release.jsonl', '--video2dur', c / 'tvr_video2dur_idx.json',
+            '--features', c / man['vcmr']['video_features'][0], '--subtitles', c / man['vcmr']['subtitles'])
+    assert r.returncode == 0 and 'query types' in r.stdout and 'synth_sub_cl-1.5.h5: D=32' in r.stdout
+
+
+def test_synth(tmp_path):
+    r = cli('synth', tmp_path / 'b', '--seed', 4)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'b' / 'benchmark.json').exists() and 'vcmr/tvr_train_release.jsonl' in r.stdout
+
+
+def test_convert(tmp_path):
+    src = tmp_path / 'feats'; src.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3): np.savez(src / f'v{i}.npz', features=rng.normal(size=(4 + i, 6)))
+    r = cli('convert', src, tmp_path / 'out.h5', '--quiet')
+    assert r.returncode == 0 and 'wrote 3 videos' in r.stdout
+    with h5py.File(tmp_path / 'out.h5') as f:
+        assert f['v2'].shape == (6, 6) and np.allclose(f['v1'][()], np.load(src / 'v1.npz')['features'])
+
+
+@pytest.mark.parametrize('args,message', [
+    (['data-stats', 'missing.txt', '--format', 'charades_sta', '--durations', FIX / 'Charades_v1_test_excerpt.csv'],
+     'annotation file not found: missing.txt'),
+    (['data-stats', FIX / 'charades_sta_test_excerpt.txt', '--durations', FIX / 'Charades_v1_test_excerpt.csv', '--policy', 'strict'],
+     "charades_sta_test_excerpt.txt:20: end 19.9 is after the video's end (18.58 s)"),
+    (['data-stats', FIX / 'charades_sta_test_excerpt.txt'], 'Charades-STA needs the video durations'),
+    (['convert', 'no_such_dir', 'x.h5'], 'feature folder not found: no_such_dir'),
+])
+def test_bad_input_exits_2_with_a_message(args, message):
+    r = cli(*args)
+    assert r.returncode == 2 and message in r.stderr and 'Traceback' not in r.stderr, r.stderr
+
+
+def test_corrupt_feature_file(tmp_path):
+    good = tmp_path / 'good.h5'
+    with h5py.File(good, 'w') as f: f['x'] = np.ones((100, 64), 'f4')
+    bad = tmp_path / 'bad.h5'; bad.write_bytes(good.read_bytes()[:2048])
+    r = cli('data-stats', FIX / 'tvr_val_excerpt.jsonl', '--features', bad)
+    assert r.returncode == 2 and 'bad.h5: cannot open as HDF5 (truncated or corrupt?)' in r.stderr
