@@ -51,7 +51,7 @@ class VMRDataset(Dataset):
         no_gt = [q.qid for q in annotations if not q.windows]
         if no_gt: raise DataError(f"{annotations.source}: {len(no_gt)} queries have no ground-truth window (e.g. qid {no_gt[0]!r}); "
                                   "a VMR dataset needs them")
-        groups = annotations.by_video('group')
+        groups = annotations.by_video('group', clip_len)
         self.groups = []
         rng = random.Random(seed)
         for key, qs in groups.items():

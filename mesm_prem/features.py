@@ -74,7 +74,7 @@ class Query:
         if not self.windows: return None
         return [min(w[0] for w in self.windows), max(w[1] for w in self.windows)]
 
-# %% ../nbs/00_features.ipynb #66acbd70
+# %% ../nbs/00_features.ipynb #3d27e7cb
 class Annotations:
     "The queries read from one annotation file, with the repairs made while reading."
     def __init__(self, queries: list[Query], source='', fmt='', counts: Counter | None = None):
@@ -97,13 +97,18 @@ class Annotations:
         "Distinct video ids, in order of first appearance."
         return list(OrderedDict.fromkeys(q.vid for q in self.queries if q.vid is not None))
 
-    def by_video(self, key: str = 'group') -> dict:
-        "Queries gathered by `key` ('group' or 'vid'), each list sorted by start time as the official MESM does."
+    def by_video(self, key: str = 'group', clip_len: float | None = None) -> dict:
+        """Queries gathered by `key` ('group' or 'vid'), each list stably sorted as the official MESM does:
+        by the clip of the start (`int(start / clip_len)`; `clip_len=-1`: `start / duration`; None: the start
+        in seconds), and QVHighlights by the clip's start second in the YouTube video; ties keep file order."""
         out = defaultdict(list)
         for q in self.queries: out[getattr(q, key)].append(q)
-        def start(q):
-            return (q.extras['video_start'], q.qid) if 'video_start' in q.extras else ((q.window or [0.])[0], )
-        return {k: sorted(v, key=start) for k, v in out.items()}
+        def order(q):
+            if 'video_start' in q.extras: return q.extras['video_start']
+            s = (q.window or [0.])[0]
+            if clip_len is None: return s
+            return s / q.duration if clip_len == -1 else int(s / clip_len)
+        return {k: sorted(v, key=order) for k, v in out.items()}
 
 # %% ../nbs/00_features.ipynb #2c4de7ee
 POLICIES = ('repair', 'strict')
