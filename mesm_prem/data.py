@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -24,9 +25,9 @@ from .features import DataError, MissingKeyError
 
 # %% auto #0
 __all__ = ['SYN_VERBS', 'SYN_OBJECTS', 'SYN_ADJS', 'SYN_SUBJECTS', 'SYN_NAMES', 'SYN_FILLER', 'pad_sequences', 'VMRDataset',
-           'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'vmr_loader', 'set_vmr_epoch', 'VCMRDataset',
-           'VCMRBatch', 'collate_vcmr', 'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark',
-           'dataset_stats', 'format_stats']
+           'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler', 'vmr_loader',
+           'set_vmr_epoch', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset', 'collate_queries',
+           'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark', 'dataset_stats', 'format_stats']
 
 # %% ../nbs/01_data.ipynb #47bbbb5d
 def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
@@ -43,14 +44,20 @@ class VMRDataset(Dataset):
     "MESM dataset: item = the sentences of one video (or a chunk of at most `max_gather_size` of them)."
     def __init__(self, annotations: Annotations, video: VideoFeatures, text: TextStore, vocab: MLMVocab | None = None,
                  clip_len: float = 1.0, max_gather_size: int = -1, contra_samples: int = 2, max_windows: int = 5,
-                 span_norm: str = 'duration', seed: int = 0, check: bool = True):
+                 span_norm: str | None = None, seed: int = 0, check: bool = True):
+        if not len(annotations): raise DataError(f"{annotations.source}: no queries")
+        span_norm = span_norm or ('clips' if annotations.format == 'qvhighlights' else 'duration')
         if span_norm not in ('duration', 'clips'): raise ValueError(f"span_norm must be 'duration' or 'clips', got {span_norm!r}")
         self.ann, self.video, self.text, self.vocab = annotations, video, text, vocab
         self.clip_len, self.contra_samples, self.max_windows, self.span_norm = clip_len, contra_samples, max_windows, span_norm
         self.seed, self.epoch = seed, 0
         no_gt = [q.qid for q in annotations if not q.windows]
-        if no_gt: raise DataError(f"{annotations.source}: {len(no_gt)} queries have no ground-truth window (e.g. qid {no_gt[0]!r}); "
-                                  "a VMR dataset needs them")
+        if no_gt and len(no_gt) < len(annotations):
+            raise DataError(f"{annotations.source}: {len(no_gt)} of {len(annotations)} queries have no ground-truth window "
+                            f"(e.g. qid {no_gt[0]!r}); a split is either labelled or hidden, not both")
+        self.labels = not no_gt   # a hidden test split (QVHighlights test) gives items without targets
+        if annotations.format == 'qvhighlights' and video.max_len and video.long_video == 'pool':
+            warnings.warn("QVHighlights features are truncated to max_len in the official code; use VideoFeatures(long_video='truncate')", stacklevel=2)
         groups = annotations.by_video('group', clip_len)
         self.groups = []
         rng = random.Random(seed)
@@ -71,17 +78,29 @@ class VMRDataset(Dataset):
             raise DataError(f"{len(miss_v)} videos of {src} have no features in {stores}: {miss_v[:5]}")
         miss_t = [q.qid for q in self.ann if q.qid not in self.text]
         if miss_t: raise DataError(f"{len(miss_t)} queries of {src} have no text features in {self.text.path}: {miss_t[:5]}")
-        if self.vocab is not None:
-            first = self.text[self.ann[0].qid]
-            if first.ids is None: raise DataError(f"{self.text.path}: masked-word reconstruction needs token ids, the store has none")
+        if self.vocab is not None and self.text[self.ann[0].qid].ids is None:
+            raise DataError(f"{self.text.path}: masked-word reconstruction needs token ids, the store has none")
 
     def __len__(self): return len(self.groups)
     def set_epoch(self, epoch: int):
         "Change the draw of the random clips (call once per epoch; the loaders below do it)."
         self.epoch = epoch
 
+    def _text(self, q: Query, r: dict) -> dict:
+        t = self.text[q.qid]
+        r['words_feat'] = torch.from_numpy(t.feat)
+        r['words_id'] = None if t.ids is None else torch.from_numpy(t.ids)
+        r['words_weight'] = None if t.weights is None else torch.from_numpy(t.weights)
+        if self.vocab is not None:
+            lab, unk = self.vocab.labels(t.ids)
+            r['words_label'], r['unknown_mask'] = torch.from_numpy(lab), torch.from_numpy(unk)
+        return r
+
     def _row(self, q: Query, feat: torch.Tensor, rng: np.random.Generator) -> dict:
         T, c = len(feat), self.contra_samples
+        if not self.labels:
+            return self._text(q, dict(qid=q.qid, vid=q.vid, sentence=q.sentence, duration=q.duration, moment=None, windows=None,
+                                      norm_windows=None, start_idx=None, end_idx=None, clip_mask=None, saliency=None))
         windows = [list(w) for w in q.windows]
         if len(windows) > self.max_windows: windows = [windows[i] for i in sorted(rng.permutation(len(windows))[:self.max_windows])]
         moment = [min(w[0] for w in windows), max(w[1] for w in windows)]
@@ -94,11 +113,12 @@ class VMRDataset(Dataset):
             ids = np.asarray(q.extras['relevant_clip_ids'], dtype=np.int64)
             agg = np.asarray(q.extras['saliency_scores'], dtype=np.float32).reshape(len(ids), -1).sum(1)
             keep = ids < T   # a relevant clip id past the last feature clip is dropped (the official code grows the array)
+            if not keep.any(): raise DataError(f"{self.ann.source}: query {q.qid!r}: all relevant clips are past the {T} feature clips of {q.vid!r}")
             ids, agg = ids[keep], agg[keep]
             sal = torch.zeros(T); sal[torch.from_numpy(ids)] = torch.from_numpy(agg)
             r['saliency'], r['clip_mask'] = sal, sal != 0
             if c:
-                order = np.argsort(agg, kind='stable')
+                order = np.argsort(agg)   # numpy's default sort, as the official code (ties are not broken by position)
                 out_pool = np.setdiff1d(np.arange(T), ids)
                 easy = (rng.choice(ids), rng.choice(out_pool)) if len(out_pool) and len(ids) else (ids[order[-1]], ids[order[0]])
                 r['pos_idx'] = torch.tensor([ids[order[-1]], easy[0]]); r['neg_idx'] = torch.tensor([ids[order[0]], easy[1]])
@@ -108,14 +128,7 @@ class VMRDataset(Dataset):
             if not len(outside): outside = inside   # the moment covers the whole video
             r['pos_idx'] = torch.from_numpy(rng.choice(inside, c, replace=len(inside) < c))
             r['neg_idx'] = torch.from_numpy(rng.choice(outside, c, replace=len(outside) < c))
-        t = self.text[q.qid]
-        r['words_feat'] = torch.from_numpy(t.feat)
-        r['words_id'] = None if t.ids is None else torch.from_numpy(t.ids)
-        r['words_weight'] = None if t.weights is None else torch.from_numpy(t.weights)
-        if self.vocab is not None:
-            lab, unk = self.vocab.labels(t.ids)
-            r['words_label'], r['unknown_mask'] = torch.from_numpy(lab), torch.from_numpy(unk)
-        return r
+        return self._text(q, r)
 
     def __getitem__(self, i) -> dict:
         qs = self.groups[i]
@@ -128,7 +141,7 @@ class VMRDataset(Dataset):
 # %% ../nbs/01_data.ipynb #44ae583d
 @dataclass
 class VMRBatch:
-    "A padded MESM batch: rows = sentences, grouped by video (shapes in the comments)."
+    "A padded MESM batch: rows = sentences, grouped by video (shapes in the comments; the targets are None on a hidden split)."
     group_sizes: torch.Tensor      # (G,) sentences per item
     videos: torch.Tensor           # (V, Lv, Dv) each distinct video once
     video_mask_v: torch.Tensor     # (V, Lv) True on real clips
@@ -188,21 +201,23 @@ def collate_vmr(items: list) -> VMRBatch:
     def pad_to(t, fill=0):
         out = t.new_full((Lv,), fill); out[:len(t)] = t; return out
     words_feat, words_mask = pad_sequences([r['words_feat'] for r in rows])
-    moment = torch.tensor([r['moment'] for r in rows], dtype=torch.float32)
     duration = torch.tensor([r['duration'] for r in rows], dtype=torch.float32)
-    return VMRBatch(
-        group_sizes=torch.tensor([len(it['rows']) for it in items]), videos=videos, video_mask_v=vmask,
-        row_video=torch.tensor(row_video), words_feat=words_feat, words_mask=words_mask,
-        words_id=_pad_opt(rows, 'words_id'), words_weight=_pad_opt(rows, 'words_weight'),
-        words_label=_pad_opt(rows, 'words_label'), unknown_mask=_pad_opt(rows, 'unknown_mask'),
-        duration=duration, moment=moment, norm_moment=torch.stack([r['norm_windows'].new_tensor(
+    common = dict(group_sizes=torch.tensor([len(it['rows']) for it in items]), videos=videos, video_mask_v=vmask,
+                  row_video=torch.tensor(row_video), words_feat=words_feat, words_mask=words_mask,
+                  words_id=_pad_opt(rows, 'words_id'), words_weight=_pad_opt(rows, 'words_weight'),
+                  words_label=_pad_opt(rows, 'words_label'), unknown_mask=_pad_opt(rows, 'unknown_mask'), duration=duration,
+                  qid=[r['qid'] for r in rows], vid=[r['vid'] for r in rows], sentence=[r['sentence'] for r in rows])
+    if rows[0]['moment'] is None:   # a hidden split: no targets
+        return VMRBatch(**common, moment=None, norm_moment=None, windows=None, norm_windows=None, start_idx=None, end_idx=None,
+                        clip_mask=None, pos_idx=None, neg_idx=None, saliency=None)
+    moment = torch.tensor([r['moment'] for r in rows], dtype=torch.float32)
+    return VMRBatch(**common, moment=moment, norm_moment=torch.stack([r['norm_windows'].new_tensor(
             [r['norm_windows'][:, 0].min(), r['norm_windows'][:, 1].max()]) for r in rows]),
         windows=[r['windows'] for r in rows], norm_windows=[r['norm_windows'] for r in rows],
         start_idx=torch.tensor([r['start_idx'] for r in rows]), end_idx=torch.tensor([r['end_idx'] for r in rows]),
         clip_mask=torch.stack([pad_to(r['clip_mask'], False) for r in rows]),
         pos_idx=_stack_opt(rows, 'pos_idx'), neg_idx=_stack_opt(rows, 'neg_idx'),
-        saliency=None if rows[0]['saliency'] is None else torch.stack([pad_to(r['saliency']) for r in rows]),
-        qid=[r['qid'] for r in rows], vid=[r['vid'] for r in rows], sentence=[r['sentence'] for r in rows])
+        saliency=None if rows[0]['saliency'] is None else torch.stack([pad_to(r['saliency']) for r in rows]))
 
 # %% ../nbs/01_data.ipynb #116d70df
 class VideoGroupBatchSampler(Sampler):
@@ -243,9 +258,22 @@ class VideoGroupBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list]: return iter(self._batches())
     def __len__(self): return len(self._batches())
 
-def vmr_loader(dataset: VMRDataset, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0, **kw) -> DataLoader:
-    "A DataLoader of `VMRBatch`es; call `set_vmr_epoch(loader, epoch)` before each epoch."
-    sampler = VideoGroupBatchSampler(dataset, batch_size, shuffle, seed)
+class SequentialGroupBatchSampler(Sampler):
+    "Evaluation batches: every item once, in order, `batch_size` at a time (a last batch of one item joins the one before)."
+    def __init__(self, dataset: VMRDataset, batch_size: int):
+        self.n, self.batch_size = len(dataset), batch_size
+    def set_epoch(self, epoch: int): pass
+    def _batches(self):
+        out = [list(range(i, min(i + self.batch_size, self.n))) for i in range(0, self.n, self.batch_size)]
+        if len(out) > 1 and len(out[-1]) == 1: out[-2] += out.pop()
+        return out
+    def __iter__(self): return iter(self._batches())
+    def __len__(self): return len(self._batches())
+
+def vmr_loader(dataset: VMRDataset, batch_size: int, train: bool = True, seed: int = 0, num_workers: int = 0, **kw) -> DataLoader:
+    """A DataLoader of `VMRBatch`es; call `set_vmr_epoch(loader, epoch)` before each epoch. `train=True`: shuffled
+    batches of distinct videos (`VideoGroupBatchSampler`); `train=False`: every item exactly once, in order."""
+    sampler = VideoGroupBatchSampler(dataset, batch_size, True, seed) if train else SequentialGroupBatchSampler(dataset, batch_size)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_vmr, num_workers=num_workers,
                       persistent_workers=False, **kw)
 
@@ -265,12 +293,18 @@ def _video_and_subs(vid, video, subtitles):
     return x, s, m
 
 class VCMRDataset(Dataset):
-    "PREM dataset: item = one query, its token features, its video's image (and subtitle) clips, its clip span."
+    """PREM dataset: item = one query, its token features, its video's image (and subtitle) clips, its clip span.
+    `late_window`: a window starting after the clips kept (`video.max_len`) is clamped to the last clip (as the
+    baselines do), dropped, or an error ('clamp', 'drop', 'strict'); checked once here, from the feature shapes."""
     def __init__(self, annotations: Annotations, video: VideoFeatures, query_text: TextStore,
-                 subtitles: SubtitleStore | None = None, clip_len: float = 1.5, check: bool = True):
+                 subtitles: SubtitleStore | None = None, clip_len: float = 1.5, late_window: str = 'clamp', check: bool = True):
+        if late_window not in ('clamp', 'drop', 'strict'): raise ValueError("late_window must be 'clamp', 'drop' or 'strict'")
+        if video.max_len and video.long_video == 'pool':
+            raise ValueError("TVR clip indices assume 1.5 s clips: use VideoFeatures(long_video='truncate') (pooling changes the clip length)")
         self.ann, self.video, self.text, self.subtitles, self.clip_len = annotations, video, query_text, subtitles, clip_len
         self.queries = [q for q in annotations if q.windows]
-        if not self.queries: raise DataError(f"{annotations.source}: no query has a ground-truth window")
+        if not self.queries: raise DataError(f"{annotations.source}: no query has a ground-truth window (a hidden split: use VCMRQueryDataset)")
+        self.counts = Counter()
         if check:
             miss = video.missing(annotations.videos)
             if miss: raise DataError(f"{len(miss)} videos of {annotations.source} have no features in "
@@ -280,15 +314,23 @@ class VCMRDataset(Dataset):
                 if miss: raise DataError(f"{len(miss)} videos of {annotations.source} have no subtitles in {subtitles.path}: {miss[:5]}")
             miss = [q.qid for q in self.queries if q.qid not in query_text]
             if miss: raise DataError(f"{len(miss)} queries of {annotations.source} have no text features in {query_text.path}: {miss[:5]}")
+            kept = []
+            for q in self.queries:
+                T = video.n_clips(q.vid)
+                if q.window[0] >= T * clip_len:
+                    msg = f"{annotations.source}: query {q.qid!r} starts at {q.window[0]} s, after the {T} clips kept of video {q.vid!r}"
+                    if late_window == 'strict': raise DataError(msg)
+                    self.counts[f"late_window_{'clamped' if late_window == 'clamp' else 'dropped'}"] += 1
+                    if late_window == 'drop': continue
+                kept.append(q)
+            self.queries = kept
+            if self.counts: warnings.warn(f"{annotations.source}: {dict(self.counts)}", RepairWarning, stacklevel=2)
 
     def __len__(self): return len(self.queries)
     def __getitem__(self, i) -> dict:
         q = self.queries[i]
         x, s, m = _video_and_subs(q.vid, self.video, self.subtitles)
-        T = len(x)
-        if q.window[0] >= T * self.clip_len:
-            raise DataError(f"{self.ann.source}: query {q.qid!r} starts at {q.window[0]} s, after the {T} clips kept of video {q.vid!r}")
-        si, ei = tvr_clip_span(q.window[0], q.window[1], T, self.clip_len)
+        si, ei = tvr_clip_span(q.window[0], q.window[1], len(x), self.clip_len)   # clamped to the clips kept
         return dict(qid=q.qid, vid=q.vid, vid_idx=q.extras.get('vid_idx', -1), qtype=q.extras.get('type'),
                     query_feat=torch.from_numpy(self.text[q.qid].feat), video_feat=x, sub_feat=s, sub_mask=m,
                     st_idx=si, ed_idx=ei, window=q.window, duration=q.duration)
@@ -328,6 +370,23 @@ def collate_vcmr(items: list) -> VCMRBatch:
                      torch.tensor([it['duration'] for it in items], dtype=torch.float32),
                      [it['qid'] for it in items], [it['vid'] for it in items],
                      torch.tensor([it['vid_idx'] for it in items]), [it['qtype'] for it in items])
+
+class VCMRQueryDataset(Dataset):
+    "The queries of a split, with their token features only (for corpus search; works on hidden test splits)."
+    def __init__(self, annotations: Annotations, query_text: TextStore, check: bool = True):
+        self.ann, self.text, self.queries = annotations, query_text, list(annotations)
+        if check:
+            miss = [q.qid for q in self.queries if q.qid not in query_text]
+            if miss: raise DataError(f"{len(miss)} queries of {annotations.source} have no text features in {query_text.path}: {miss[:5]}")
+    def __len__(self): return len(self.queries)
+    def __getitem__(self, i) -> dict:
+        q = self.queries[i]
+        return dict(qid=q.qid, query_feat=torch.from_numpy(self.text[q.qid].feat))
+
+def collate_queries(items: list) -> dict:
+    "Pad query token features: {'qid': list, 'query_feat': (B, Lq, Dq), 'query_mask': (B, Lq)}."
+    f, m = pad_sequences([it['query_feat'] for it in items])
+    return dict(qid=[it['qid'] for it in items], query_feat=f, query_mask=m)
 
 @dataclass
 class CorpusChunk:

@@ -517,7 +517,9 @@ class NpyDirStore(FeatureStore):
                 with np.load(f) as z:
                     if self.npz_key not in z: raise DataError(f"{f}: no array {self.npz_key!r} (has {list(z.keys())})")
                     a = z[self.npz_key]
-            else: a = np.load(f).squeeze()
+            else:
+                a = np.load(f)
+                if a.ndim > 2: a = a.reshape(-1, a.shape[-1])   # (1, T, D) -> (T, D); a (1, D) one-clip video stays 2-D
         except DataError: raise
         except Exception as e: raise DataError(f"{f}: cannot read ({type(e).__name__}: {e})") from None   # bad zip, bad pickle, short file...
         return a[:n] if n is not None else a
@@ -716,7 +718,8 @@ class MLMVocab:
                 if tok in id2label: raise DataError(f"{p}:{i}: token id {tok} listed twice")
                 id2label[tok] = len(id2label)
                 if len(id2label) == vocab_size: break
-        if len(id2label) < vocab_size: raise DataError(f"{p}: has {len(id2label)} tokens, fewer than vocab_size={vocab_size}")
+        if len(id2label) < vocab_size:   # the official loader accepts it: the classes above the listed tokens are never targets
+            warnings.warn(f"{p}: has {len(id2label)} tokens, fewer than vocab_size={vocab_size}; classes {len(id2label)}..{vocab_size - 1} stay unused", stacklevel=2)
         return cls(id2label, vocab_size, kind)
 
     def labels(self, ids) -> tuple:

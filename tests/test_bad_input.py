@@ -186,12 +186,35 @@ def test_duplicate_query_ids(tmp_path):
 
 
 def test_window_after_the_kept_clips(tmp_path):
-    "A TVR window that starts after the clips kept (videos cut at max_len) is reported, not silently moved."
+    "A TVR window that starts after the clips kept (videos cut at max_len) is clamped and counted, dropped, or refused."
     rng = np.random.default_rng(0)
     p = write(tmp_path / 'tvr_x.jsonl', json.dumps(dict(vid_name='v', duration=200, ts=[160, 170], desc='late', desc_id=1)) + '\n')
     with h5py.File(tmp_path / 'v.h5', 'w') as f: f['v'] = rng.normal(size=(134, 4)).astype('f4')
     write_text_store(tmp_path / 'q.h5', {1: TokenFeatures(rng.normal(size=(4, 4)))})
-    ds = VCMRDataset(read_tvr(p), VideoFeatures([H5Store(tmp_path / 'v.h5')], tef=False, max_len=100, long_video='truncate'),
-                     TextStore(tmp_path / 'q.h5'))
+    args = (read_tvr(p), VideoFeatures([H5Store(tmp_path / 'v.h5')], tef=False, max_len=100, long_video='truncate'), TextStore(tmp_path / 'q.h5'))
     with pytest.raises(DataError, match=r"query 1 starts at 160.0 s, after the 100 clips kept of video 'v'"):
+        VCMRDataset(*args, late_window='strict')
+    with pytest.warns(RepairWarning, match='late_window_clamped'):
+        ds = VCMRDataset(*args)
+    assert (ds[0]['st_idx'], ds[0]['ed_idx']) == (99, 99) and ds.counts == {'late_window_clamped': 1}
+    with pytest.warns(RepairWarning):
+        assert len(VCMRDataset(*args, late_window='drop')) == 0
+
+
+def test_qvhighlights_relevant_clips_past_the_features(tmp_path):
+    q = write(tmp_path / 'highlight_val_release.jsonl', json.dumps(dict(qid=5, query='x', vid='yt_0.0_150.0', duration=150,
+              relevant_windows=[[100, 110]], relevant_clip_ids=[50, 51, 52, 53, 54], saliency_scores=[[1, 1, 1]] * 5)) + '\n')
+    rng = np.random.default_rng(0)
+    with h5py.File(tmp_path / 'v.h5', 'w') as f: f['yt_0.0_150.0'] = rng.normal(size=(40, 4)).astype('f4')
+    write_text_store(tmp_path / 't.h5', {5: TokenFeatures(rng.normal(size=(3, 4)))})
+    ds = VMRDataset(read_qvhighlights(q), VideoFeatures([H5Store(tmp_path / 'v.h5')], max_len=75, long_video='truncate'),
+                    TextStore(tmp_path / 't.h5'), clip_len=2.0)
+    with pytest.raises(DataError, match=r"query 5: all relevant clips are past the 40 feature clips of 'yt_0.0_150.0'"):
         ds[0]
+
+
+def test_empty_annotation_file(tmp_path):
+    csv = durations_csv(tmp_path / 'd.csv', V1=12.0)
+    ann = read_charades_sta(write(tmp_path / 'a.txt', ''), csv)
+    with pytest.raises(DataError, match=r'a.txt: no queries'):
+        VMRDataset(ann, None, None)

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIX
 
-SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert']
+SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate']
 
 
 def cli(*args, cwd=None):
@@ -94,3 +94,32 @@ def test_corrupt_feature_file(tmp_path):
     bad = tmp_path / 'bad.h5'; bad.write_bytes(good.read_bytes()[:2048])
     r = cli('data-stats', FIX / 'tvr_val_excerpt.jsonl', '--features', bad)
     assert r.returncode == 2 and 'bad.h5: cannot open as HDF5 (truncated or corrupt?)' in r.stderr
+
+
+GOLD = FIX / 'qvh_golden'
+
+
+def test_evaluate_vmr_golden(tmp_path):
+    "The golden case: Moment-DETR's sample predictions give exactly the numbers its evaluator printed."
+    r = cli('evaluate', 'vmr', '--submission', GOLD / 'sample_val_preds.jsonl.gz', '--gt', GOLD / 'highlight_val_release.jsonl.gz',
+            '--official', '--out', tmp_path / 'm.json')
+    assert r.returncode == 0, r.stderr
+    golden = json.loads((GOLD / 'sample_val_preds_metrics_raw.json').read_text())
+    assert json.loads(r.stdout) == golden == json.loads((tmp_path / 'm.json').read_text())
+
+
+def test_evaluate_vcmr(tmp_path):
+    gt = tmp_path / 'gt.jsonl'
+    gt.write_text(''.join(json.dumps(d) + '\n' for d in [
+        dict(desc_id=1, vid_name='A', ts=[0, 10], type='v', duration=60, desc='x'),
+        dict(desc_id=2, vid_name='B', ts=[10, 20], type='t', duration=60, desc='y')]))
+    sub = dict(video2idx={'A': 0, 'B': 1}, VCMR=[dict(desc_id=1, predictions=[[0, 0, 9, 1.]]), dict(desc_id=2, predictions=[[0, 10, 20, 1.]])])
+    (tmp_path / 's.json').write_text(json.dumps(sub))
+    r = cli('evaluate', 'vcmr', '--submission', tmp_path / 's.json', '--gt', gt)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m['VCMR']['0.7-r1'] == 50.0 and m['VCMR_by_type']['v-0.7-r1'] == 100.0 and m['VCMR_by_type']['t-0.5-r100'] == 0.0
+    sub['VCMR'] = sub['VCMR'][:1]
+    (tmp_path / 's.json').write_text(json.dumps(sub))
+    r = cli('evaluate', 'vcmr', '--submission', tmp_path / 's.json', '--gt', gt)
+    assert r.returncode == 2 and 'VCMR: 1 ground-truth queries are not in the submission' in r.stderr

@@ -14,7 +14,7 @@ def _dataset(root, man):
 
 
 def _batches(ds, workers, epoch):
-    dl = vmr_loader(ds, batch_size=4, shuffle=True, seed=3, num_workers=workers)
+    dl = vmr_loader(ds, batch_size=4, train=True, seed=3, num_workers=workers)
     set_vmr_epoch(dl, epoch)
     return list(dl)
 
@@ -43,3 +43,27 @@ def test_preload_equals_lazy(synth):
     p = root / 'vmr' / 'slowfast.hdf5'
     lazy, pre = H5Store(p), H5Store(p, preload=True)
     assert all((lazy[k] == pre[k]).all() for k in lazy.keys())
+
+
+class _Probe(torch.utils.data.Dataset):
+    "Reads through a store and reports which process and which file handle did it."
+    def __init__(self, store, key):
+        self.store, self.key = store, key
+        store[key]
+        self.parent_handle = store._h   # opened in the parent, before the workers fork
+    def __len__(self): return 4
+    def __getitem__(self, i):
+        import os
+        self.store[self.key]
+        return os.getpid(), self.store._pid, self.store._h is self.parent_handle
+
+
+def test_each_worker_opens_its_own_handle(synth):
+    import os
+    root, man = synth
+    store = H5Store(root / 'vmr' / 'slowfast.hdf5')
+    probe = _Probe(store, store.keys()[0])
+    rows = list(torch.utils.data.DataLoader(probe, batch_size=None, num_workers=2))
+    assert all(pid != os.getpid() for pid, _, _ in rows)          # read in the workers
+    assert all(pid == owner for pid, owner, _ in rows)             # by a handle the worker opened
+    assert not any(shared for _, _, shared in rows)                # not the parent's handle

@@ -79,3 +79,6 @@ def test_tvr():
 def test_mlm_vocabularies(path, vocab_size, kind, n_classes):
     v = MLMVocab.from_counts(SHARED / path, vocab_size)
     assert (v.kind, v.n_classes, len(v.id2label)) == (kind, n_classes, vocab_size)
+    col = 0 if kind == 'clip' else 1   # CLIP: "id count"; GloVe: "word id count"; class = rank in the file
+    ids = [int(line.split(' ')[col]) for line in open(SHARED / path).read().splitlines()[:vocab_size]]
+    assert v.id2label == {t: i for i, t in enumerate(ids)}
