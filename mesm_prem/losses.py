@@ -205,14 +205,16 @@ def loss_relevant_content(scores: torch.Tensor, strong: torch.Tensor, weak: torc
     """PREM's retriever loss. `scores` (B, B): s(q_i, V_k), video k = the video of query k; `strong`, `weak` (B,);
     `same_video` (B, B) bool; `weak_valid` (B,) False where the moment covers the whole video."""
     neg = ~same_video
+    dup = torch.tril(same_video, -1).any(1)          # column k repeats the video of an earlier column
+    neg_q2v = neg & ~dup[None, :]                    # every other video counted once
     pos = strong if use_strong else scores.diagonal()
-    l_strong = _nce(pos, scores, neg, tau)
+    l_strong = _nce(pos, scores, neg_q2v, tau)
     out = dict(loss_strong=l_strong.mean())
     total = l_strong.mean()
     if use_weak:
         wv = torch.ones_like(weak, dtype=torch.bool) if weak_valid is None else weak_valid
-        l_weak = _nce(weak, scores, neg, tau)
-        l_weak = (l_weak * wv).sum() / wv.sum().clamp(min=1)
+        l_weak = _nce(torch.where(wv, weak, torch.zeros_like(weak)), scores, neg_q2v, tau)   # no -inf for a moment covering its video
+        l_weak = torch.where(wv, l_weak, torch.zeros_like(l_weak)).sum() / wv.sum().clamp(min=1)
         out['loss_weak'] = l_weak; total = total + lam * l_weak
     if use_v2q:
         l_v2q = _nce(pos, scores.T, neg.T, tau).mean()   # row i: the other queries scored on video i
@@ -239,8 +241,9 @@ def clip_span_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union
 
 def positive_segments(st: int, ed: int, n_clips: int, thd: float = 0.7, max_len: int | None = None) -> torch.Tensor:
-    "(S, 2) inclusive clip spans of one video with IoU > thd with the GT span [st, ed] (the GT included)."
+    "(S, 2) inclusive clip spans of one video with IoU > thd with the GT span [st, ed] (the GT always included)."
     ok = length_band_mask(n_clips, 1, max_len)
+    ok[st, ed] = True
     i, j = torch.nonzero(ok, as_tuple=True)
     seg = torch.stack([i, j], 1)
     keep = clip_span_iou(seg, torch.tensor([st, ed])) > thd

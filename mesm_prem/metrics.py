@@ -140,7 +140,7 @@ def _mr_bucket(preds: dict, gts: list, r1_thds, ap_thds, max_pred: int, extras: 
     m_ap = OrderedDict((str(t), ap[i]) for i, t in enumerate(ap_thds))
     m_ap['average'] = float(np.mean(ap))
     r1 = OrderedDict((str(t), _r2(np.mean([h[i] for h in hits]))) for i, t in enumerate(r1_thds))
-    if extras: r1['miou'] = _r2(np.mean(best))
+    if extras: r1['miou'] = _r2(np.mean(best))   # MESM's key name
     return {'MR-mAP': OrderedDict((k, _r2(v)) for k, v in m_ap.items()), 'MR-R1': r1}
 
 # %% ../nbs/05_metrics.ipynb #0da8cd0b
@@ -164,6 +164,7 @@ def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.mean(prec[np.where(np.diff(rec))]))
 
 def _hl_gt(d, clip_len=2):
+    if 'duration' not in d: raise DataError(f"ground-truth query {d.get('qid')!r} has no 'duration' (needed for highlight detection)")
     n = int(d['duration'] / clip_len)
     m = np.zeros((n, 3))
     ids = np.asarray(d.get('relevant_clip_ids', []), dtype=int)
@@ -177,7 +178,9 @@ def eval_highlight(submission, ground_truth, clip_len: float = 2) -> OrderedDict
     out = OrderedDict()
     for lo, name in ((2, 'Fair'), (3, 'Good'), (4, 'VeryGood')):
         hit, aps = [], []
-        for q, p in preds.items():
+        for q in gts:
+            if q not in preds: hit.append(0.); aps.append([0., 0., 0.]); continue   # a counted miss (missing='miss')
+            p = preds[q]
             g = (gts[q] >= lo).astype(float)
             top = int(np.argmax(p))
             hit.append(g[top].max() if top < len(g) else 0.)
@@ -209,9 +212,9 @@ def eval_vmr(submission: list, ground_truth: list, buckets='qvhighlights', offic
                       'MR-full-mAP@0.75': f['MR-mAP']['0.75'],
                       **{f"MR-{n}-mAP": metrics[n]['MR-mAP']['average'] for n in buckets if n in metrics},
                       'MR-full-R1@0.5': f['MR-R1']['0.5'], 'MR-full-R1@0.7': f['MR-R1']['0.7']})
-        if extras: brief.update({'MR-full-R1@0.1': f['MR-R1']['0.1'], 'MR-full-R1@0.3': f['MR-R1']['0.3'], 'MR-full-mIoU': f['MR-R1']['miou']})
+        if extras: brief.update({'MR-full-R1@0.1': f['MR-R1']['0.1'], 'MR-full-R1@0.3': f['MR-R1']['0.3'], 'MR-full-miou': f['MR-R1']['miou']})
     out_brief = OrderedDict(sorted(brief.items()))
-    if 'pred_saliency_scores' in submission[0]:
+    if 'pred_saliency_scores' in submission[0] and all('saliency_scores' in d for d in ground_truth):   # no HL on MR-only datasets
         hl = eval_highlight(submission, ground_truth, clip_len)
         metrics.update(hl)
         out_brief.update((f"{k}-{sk.split('-')[1]}", v[sk]) for k, v in hl.items() for sk in v)
@@ -278,19 +281,19 @@ def eval_vcmr(submission: dict, ground_truth: list, iou_thds=(0.5, 0.7), topks=(
         res, res_t = OrderedDict(), OrderedDict()
         sel = range(len(m_rows))
         if task == 'VR':
-            for k in topks: res[f"r{k}"] = round(100 * float(np.mean([hit(i, k) for i in sel])), 2)
+            for k in topks: res[f"r{k}"] = round(float(np.mean([hit(i, k) for i in sel])) * 100, 2)
         else:
             for t, thd in enumerate(iou_thds):
-                for k in topks: res[f"{thd}-r{k}"] = round(100 * float(np.mean([hit(i, k, t) for i in sel])), 2)
+                for k in topks: res[f"{thd}-r{k}"] = round(float(np.mean([hit(i, k, t) for i in sel])) * 100, 2)
         if use_type:
             for name, ti in types.items():
                 idx = np.flatnonzero(qtypes == ti)
                 n = len(idx)
                 if task == 'VR':
-                    for k in topks: res_t[f"{name}-r{k}"] = round(100 * sum(hit(i, k) for i in idx) / n, 2) if n else float('nan')
+                    for k in topks: res_t[f"{name}-r{k}"] = round(float(sum(hit(i, k) for i in idx) / n) * 100, 2) if n else float('nan')
                 else:
                     for t, thd in enumerate(iou_thds):
-                        for k in topks: res_t[f"{name}-{thd}-r{k}"] = round(100 * sum(hit(i, k, t) for i in idx) / n, 2) if n else float('nan')
+                        for k in topks: res_t[f"{name}-{thd}-r{k}"] = round(float(sum(hit(i, k, t) for i in idx) / n) * 100, 2) if n else float('nan')
             res_t['desc_type_ratio'] = 'v {} t {} vt {}'.format(*[round(100 * float(np.mean(qtypes == types[k])), 2) for k in ('v', 't', 'vt')])
         out[task], by_type[task + '_by_type'] = res, res_t
     if use_type: out.update(by_type)

@@ -39,7 +39,9 @@ def paired_temporal_iou(a, b, union: str = 'true'):
     if union == 'hull': den = xp.maximum(a[:, 1], b[:, 1]) - xp.minimum(a[:, 0], b[:, 0])
     elif union == 'true': den = (a[:, 1] - a[:, 0]) + (b[:, 1] - b[:, 0]) - inter
     else: raise ValueError(f"union must be 'true' or 'hull', got {union!r}")
-    if xp is np: return np.divide(inter, den, out=np.zeros_like(inter, dtype=np.result_type(inter, float)), where=den != 0)
+    if xp is np:   # keep the input precision: the TVR evaluator thresholds float32 IoUs
+        dt = np.result_type(inter.dtype, den.dtype) if np.issubdtype(np.result_type(inter.dtype, den.dtype), np.floating) else np.float64
+        return np.divide(inter, den, out=np.zeros(inter.shape, dtype=dt), where=den != 0)
     return torch.where(den != 0, inter / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(inter))
 
 def generalized_temporal_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -91,7 +93,7 @@ def length_band_mask(L: int, min_len: int = 1, max_len: int | None = None, devic
 def topk_moments(p_st: torch.Tensor, p_ed: torch.Tensor, k: int, min_len: int = 1, max_len: int | None = None,
                  mask: torch.Tensor | None = None, log: bool = False) -> tuple:
     """Best `k` (start, end) clip pairs per row of (B, L) start/end scores -> (B, k) st, (B, k) ed, (B, k) score.
-    `mask` (B, L) marks real clips; rows with fewer than k allowed pairs are padded with score -inf (or 0)."""
+    `mask` (B, L) marks real clips; when a row has fewer than k allowed pairs the rest have score -inf (filter them)."""
     B, L = p_st.shape
     table = (p_st[:, :, None] + p_ed[:, None, :]) if log else (p_st[:, :, None] * p_ed[:, None, :])
     allowed = length_band_mask(L, min_len, max_len, p_st.device)[None].expand(B, L, L)
@@ -99,5 +101,4 @@ def topk_moments(p_st: torch.Tensor, p_ed: torch.Tensor, k: int, min_len: int = 
     table = table.masked_fill(~allowed, float('-inf'))
     k = min(k, L * L)
     score, idx = table.flatten(1).topk(k, dim=1)
-    if not log: score = torch.where(torch.isinf(score), torch.zeros_like(score), score)
     return idx // L, idx % L, score
