@@ -101,6 +101,7 @@ class T2VLayer(nn.Module):
         self.norm1, self.ffn, self.norm2 = nn.LayerNorm(d), FeedForward(d, d_ff, dropout), nn.LayerNorm(d)
         if second_ffn:
             self.norm1_mlm, self.ffn_mlm, self.norm2_mlm = nn.LayerNorm(d), FeedForward(d, d_ff, dropout), nn.LayerNorm(d)
+            self.ffn_mlm.act = self.ffn.act   # one PReLU slope per layer, shared by both feed-forwards (as the official layer)
             self.drop2_mlm = nn.Dropout(dropout)
         self.second_ffn = second_ffn
 
