@@ -14,9 +14,10 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['attend', 'MultiHeadAttention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid',
-           'FeedForward', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder', 'TransformerLayer',
-           'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead', 'segment_max_pool']
+__all__ = ['attend', 'MultiHeadAttention', 'exact_attention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding',
+           'inverse_sigmoid', 'FeedForward', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder',
+           'TransformerLayer', 'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead',
+           'segment_max_pool']
 
 # %% ../nbs/03_attention.ipynb #c26e1f28
 def attend(q, k, v, n_heads: int, key_mask=None, dropout: float = 0., training: bool = False) -> torch.Tensor:
@@ -38,6 +39,12 @@ class MultiHeadAttention(nn.Module):
     def forward(self, q, k, v, key_mask=None):
         o = attend(self.q_proj(q), self.k_proj(k), self.v_proj(v), self.n_heads, key_mask, self.dropout, self.training)
         return self.out_proj(o)
+
+# %% ../nbs/03_attention.ipynb #dccc9fe5
+def exact_attention():
+    "Context manager: compute attention with the textbook (math) kernel, for bit-level parity with other code."
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    return sdpa_kernel([SDPBackend.MATH])
 
 # %% ../nbs/03_attention.ipynb #11aeed1c
 class LinearLayer(nn.Module):
@@ -62,14 +69,14 @@ class MLP(nn.Module):
 
 def _sine(x: torch.Tensor, n_feats: int, temperature: float = 10000.) -> torch.Tensor:
     "(...,) positions -> (..., n_feats): sin on even, cos on odd features, DETR's interleaving."
-    dim_t = torch.arange(n_feats, dtype=torch.float32, device=x.device)
+    dim_t = torch.arange(n_feats, dtype=x.dtype, device=x.device)
     dim_t = temperature ** (2 * torch.div(dim_t, 2, rounding_mode='trunc') / n_feats)
     p = x[..., None] / dim_t
     return torch.stack((p[..., 0::2].sin(), p[..., 1::2].cos()), dim=-1).flatten(-2)
 
-def sine_positions(mask: torch.Tensor, d: int, temperature: float = 10000.) -> torch.Tensor:
+def sine_positions(mask: torch.Tensor, d: int, temperature: float = 10000., dtype=torch.float32) -> torch.Tensor:
     "(B, L) bool mask (True = real clip) -> (B, L, d) normalised sine positions (DETR's PositionEmbeddingSine, 1-D)."
-    x = mask.cumsum(1, dtype=torch.float32)
+    x = mask.cumsum(1, dtype=dtype)
     x = x / (x[:, -1:] + 1e-6) * (2 * math.pi)
     return _sine(x, d, temperature)
 

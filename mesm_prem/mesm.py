@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, inverse_sigmoid, sine_positions)
+from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, sine_positions)
 from .data import pad_sequences
 
 # %% auto #0
@@ -181,7 +181,7 @@ class MESM(nn.Module):
         c = self.cfg
         words, sentence = postprocess_text(words_feat, words_mask, c.normalize_txt)
         pv, pw = self.input_vid_proj(video_feat), self.input_txt_proj(words)
-        vid_pos = sine_positions(video_mask, c.hidden)
+        vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
         enhanced = self.enhance(pv, video_mask, vid_pos, pw, words_mask)
         out = dict(projed_video_feat=pv, projed_words_feat=pw, enhanced_video_feat=enhanced, vid_position=vid_pos, sentence_feat=sentence)
         if c.ss:
