@@ -27,7 +27,8 @@ from .features import DataError, MissingKeyError
 __all__ = ['SYN_VERBS', 'SYN_OBJECTS', 'SYN_ADJS', 'SYN_SUBJECTS', 'SYN_NAMES', 'SYN_FILLER', 'pad_sequences', 'VMRDataset',
            'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler', 'vmr_loader',
            'set_vmr_epoch', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset', 'collate_queries',
-           'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark', 'dataset_stats', 'format_stats']
+           'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark', 'config_to_dict',
+           'config_from_dict', 'apply_overrides', 'save_config', 'load_config', 'dataset_stats', 'format_stats']
 
 # %% ../nbs/01_data.ipynb #47bbbb5d
 def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
@@ -608,6 +609,62 @@ def write_synthetic_benchmark(out_dir, cfg: SynthConfig | None = None, **kw) -> 
                     vmr=_write_vmr(root/'vmr', cfg, rng, lex), vcmr=_write_vcmr(root/'vcmr', cfg, rng, lex))
     (root/'benchmark.json').write_text(json.dumps(manifest, indent=1))
     return manifest
+
+# %% ../nbs/01_data.ipynb #caa9d7eb
+import dataclasses, typing
+
+def config_to_dict(cfg) -> dict:
+    "A (nested) dataclass as plain JSON-able dicts."
+    return dataclasses.asdict(cfg)
+
+def _coerce(value, typ, key):
+    origin = typing.get_origin(typ)
+    if isinstance(typ, str): typ = eval(typ, vars(typing))   # postponed annotations
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(value, dict): raise DataError(f"config key {key!r}: expected an object, got {value!r}")
+        return config_from_dict(typ, value, key + '.')
+    if typ is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
+    if typ in (int, float, str, bool) and not isinstance(value, typ):
+        raise DataError(f"config key {key!r}: expected {typ.__name__}, got {value!r}")
+    return value
+
+def config_from_dict(cls, d: dict, prefix: str = ''):
+    "Build dataclass `cls` from a dict (nested sections too); unknown keys raise `DataError` naming them."
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown: raise DataError(f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(names)}")
+    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
+
+def apply_overrides(cfg, overrides: list):
+    "A copy of `cfg` with `section.key=value` overrides applied (values parsed as JSON when possible)."
+    d = config_to_dict(cfg)
+    for o in overrides:
+        if '=' not in o: raise DataError(f"override {o!r} is not key=value")
+        key, raw = o.split('=', 1)
+        try: val = json.loads(raw)
+        except json.JSONDecodeError: val = raw
+        node, parts = d, key.split('.')
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict): raise DataError(f"override {key!r}: no section {p!r}")
+            node = node[p]
+        if parts[-1] not in node: raise DataError(f"override {key!r}: unknown key {parts[-1]!r} (known: {sorted(node)})")
+        node[parts[-1]] = val
+    return config_from_dict(type(cfg), d)
+
+def save_config(cfg, path):
+    "Write a config as JSON (atomically)."
+    path = Path(path); tmp = path.with_name(path.name + '.partial')
+    tmp.write_text(json.dumps(config_to_dict(cfg), indent=1) + '\n'); tmp.replace(path)
+
+def load_config(cls, path):
+    "Read a JSON config written by `save_config` (errors name the file)."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"config file not found: {p}")
+    try: d = json.loads(p.read_text())
+    except json.JSONDecodeError as e: raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+    try: return config_from_dict(cls, d)
+    except DataError as e: raise DataError(f"{p}: {e}") from None
 
 # %% ../nbs/01_data.ipynb #62281cc9
 def _dist(xs) -> dict:

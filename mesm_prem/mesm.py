@@ -5,8 +5,10 @@
 # %% ../nbs/06_mesm.ipynb #0a7ca363
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -14,11 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, sine_positions)
-from .data import pad_sequences
+from .data import pad_sequences, apply_overrides, config_from_dict, load_config, save_config
+from .features import DataError
 
 # %% auto #0
-__all__ = ['MESMConfig', 'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words', 'MESM',
-           'convert_official_state_dict', 'config_from_official_state_dict']
+__all__ = ['MESM_PRESETS', 'MESMConfig', 'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words', 'MESM',
+           'convert_official_state_dict', 'config_from_official_state_dict', 'load_official_checkpoint',
+           'experiment_from_official', 'save_run_weights', 'convert_official_checkpoint', 'load_mesm', 'MESMData',
+           'MESMLoss', 'MESMTrain', 'MESMEval', 'MESMExperiment', 'mesm_config']
 
 # %% ../nbs/06_mesm.ipynb #c44e4fcd
 @dataclass
@@ -279,3 +284,185 @@ def config_from_official_state_dict(sd: dict, **overrides) -> MESMConfig:
     if kw['mlm']: kw['n_classes'] = sd['output_txt_proj.1.weight'].shape[0]
     kw.update(overrides)
     return MESMConfig(**kw)
+
+# %% ../nbs/06_mesm.ipynb #4870a817
+import argparse, os
+
+def load_official_checkpoint(path) -> tuple:
+    "(state_dict, options dict) of an official MESM checkpoint (or a bare state dict)."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"checkpoint not found: {p}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            ck = torch.load(p, map_location='cpu', weights_only=True)
+    except Exception as e:
+        raise DataError(f"{p}: cannot read as a PyTorch checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if isinstance(ck, dict) and 'model' in ck: sd, opt = ck['model'], ck.get('opt')
+    elif isinstance(ck, dict) and all(torch.is_tensor(v) for v in ck.values()): sd, opt = ck, None
+    else: raise DataError(f"{p}: neither an official checkpoint (a dict with 'model') nor a state dict")
+    opt = vars(opt) if isinstance(opt, argparse.Namespace) else (opt or {})
+    return sd, dict(opt)
+
+def experiment_from_official(sd: dict, opt: dict) -> MESMExperiment:
+    "A `MESMExperiment` matching an official checkpoint: architecture from the weights, the rest from its options."
+    name = {'charades': 'charades_C+SF_C', 'tacos': 'tacos_C3D_GloVe', 'qvhighlights': 'qvhighlights_C+SF_C',
+            'charades-cg': 'charades-cg_C+SF_C'}.get(opt.get('dataset_name', 'charades'), 'charades_C+SF_C')
+    if opt.get('dataset_name') == 'charades' and opt.get('tokenizer_type', 'CLIP') != 'CLIP': name = 'charades_VGG_GloVe'
+    e = MESM_PRESETS[name]
+    model = config_from_official_state_dict(sd, n_heads=int(opt.get('nheads', e.model.n_heads)), official_mask=True)
+    return dataclasses.replace(e, model=model)
+
+def save_run_weights(model: nn.Module, path):
+    "Write a state dict atomically (temporary file, then rename)."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.partial')
+    torch.save(model.state_dict() if isinstance(model, nn.Module) else model, tmp); os.replace(tmp, path)
+
+def convert_official_checkpoint(ckpt, out_dir) -> Path:
+    "Official MESM checkpoint -> run folder (`config.json`, `checkpoints/best.pt`)."
+    sd, opt = load_official_checkpoint(ckpt)
+    exp = experiment_from_official(sd, opt)
+    model = MESM(exp.model)
+    model.load_state_dict(convert_official_state_dict(sd), strict=True)
+    out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+    save_config(exp, out/'config.json'); save_run_weights(model, out/'checkpoints'/'best.pt')
+    return out
+
+def load_mesm(run_dir, which: str = 'best', device='cpu') -> tuple:
+    "(model in eval mode, experiment) from a run folder."
+    run = Path(run_dir)
+    exp = load_config(MESMExperiment, run/'config.json')
+    f = run/'checkpoints'/f'{which}.pt'
+    if not f.is_file(): raise FileNotFoundError(f"checkpoint not found: {f}")
+    try: sd = torch.load(f, map_location=device, weights_only=True)
+    except Exception as e: raise DataError(f"{f}: cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    model = MESM(exp.model).to(device)
+    try: model.load_state_dict(sd, strict=True)
+    except RuntimeError as e: raise DataError(f"{f}: does not match the model of {run/'config.json'}: {str(e)[:300]}") from None
+    return model.eval(), exp
+
+# %% ../nbs/06_mesm.ipynb #e9c3aa9f
+@dataclass
+class MESMData:
+    "Where the data is and how it is read (official names; paths relative to `root`)."
+    dataset: str = 'charades'                       # charades | charades-cg | charades-cd | tacos | qvhighlights
+    root: str = 'data/charades'
+    annotations: dict = field(default_factory=lambda: dict(train='charades_sta_train.txt', test='charades_sta_test.txt'))
+    durations: dict = field(default_factory=lambda: dict(train='Charades_v1_train.csv', test='Charades_v1_test.csv'))
+    video_features: list = field(default_factory=lambda: ['clip_image.hdf5', 'slowfast.hdf5'])
+    text_features: dict = field(default_factory=lambda: dict(train='text/charades_sta_train.h5', test='text/charades_sta_test.h5'))
+    vocab_file: str = 'CLIP_tokenized_count.txt'
+    vocab_size: int = 1111
+    clip_len: float = 1.0
+    max_video_l: int = 194
+    max_words_l: int = 16
+    use_tef: bool = True
+    normalize_video: bool = True
+    long_video: str = 'pool'
+    max_gather_size: int = -1
+    contra_samples: int = 2
+    max_windows: int = 5
+    rescale_pooled_indices: bool = False            # official: False (indices of pooled videos are not rescaled)
+    train_split: str = 'train'
+    val_split: str = 'test'                         # the split used for model selection
+    eval_splits: list = field(default_factory=lambda: ['test'])
+
+@dataclass
+class MESMLoss:
+    "The objective (`04_losses.MESMCriterion`)."
+    weights: dict = field(default_factory=lambda: dict(loss_span=10., loss_giou=1., loss_label=4., loss_saliency=4., loss_rec_fw=0.1, loss_rec_ss=0.1))
+    cost_class: float = 4.
+    cost_span: float = 10.
+    cost_giou: float = 1.
+    eos_coef: float = 0.1
+    rank_coef: float = 12.
+    use_triplet: bool = False
+    saliency_margin: float = 0.2
+    iou_gamma: float = 0.9
+    recss_tau: float = 0.5
+    use_enc: bool = True
+
+@dataclass
+class MESMTrain:
+    "Optimisation (AdamW, StepLR) and model selection."
+    lr: float = 2e-4
+    weight_decay: float = 1e-4
+    lr_drop: int = 400
+    lr_gamma: float = 0.5
+    epochs: int = 200
+    batch_size: int = 12                            # videos per batch
+    eval_batch_size: int = 30
+    grad_clip: float = 0.1
+    seed: int = 2019
+    stop_score: str = 'MR-full-mAP'
+    select_on: str = 'val'                          # 'val' (recommended) or 'test' (the official code)
+    max_es_cnt: int = 200
+    num_workers: int = 0
+    amp: bool = True                                # bf16 autocast on CUDA
+
+@dataclass
+class MESMEval:
+    "Post-processing of predictions (`mesm.md` section 7)."
+    nms_thd: float = -1.
+    max_ts_val: float = 150.
+    round_to_clip: bool = True
+    max_before_nms: int = 10
+    max_after_nms: int = 10
+
+@dataclass
+class MESMExperiment:
+    "Everything a MESM run needs; saved as `config.json` in the run folder."
+    name: str = 'charades_C+SF_C'
+    model: MESMConfig = field(default_factory=MESMConfig)
+    data: MESMData = field(default_factory=MESMData)
+    loss: MESMLoss = field(default_factory=MESMLoss)
+    train: MESMTrain = field(default_factory=MESMTrain)
+    eval: MESMEval = field(default_factory=MESMEval)
+
+    def criterion(self):
+        "The `MESMCriterion` of this experiment."
+        from mesm_prem.losses import HungarianMatcher, MESMCriterion
+        l, m = self.loss, self.model
+        return MESMCriterion(dict(l.weights), HungarianMatcher(l.cost_class, l.cost_span, l.cost_giou), l.eos_coef, l.rank_coef,
+                             l.use_triplet, l.saliency_margin, l.iou_gamma, l.recss_tau, multi_window=self.data.dataset == 'qvhighlights',
+                             use_enc=l.use_enc, use_fw=m.fw and m.mlm, use_ss=m.ss)
+
+def _preset(name, model=None, data=None, loss=None, train=None, eval=None) -> MESMExperiment:
+    e = MESMExperiment(name=name)
+    for part, kw in (('model', model), ('data', data), ('loss', loss), ('train', train), ('eval', eval)):
+        for k, v in (kw or {}).items():
+            if not hasattr(getattr(e, part), k): raise KeyError(f"{part}.{k}")
+            setattr(getattr(e, part), k, v)
+    return e
+
+MESM_PRESETS = {
+    'charades_C+SF_C': _preset('charades_C+SF_C', train=dict(lr_gamma=0.5)),
+    'charades_VGG_GloVe': _preset('charades_VGG_GloVe', model=dict(vid_dim=4098, txt_dim=300, n_classes=1112),
+        data=dict(video_features=['vgg.hdf5'], vocab_file='GloVe_tokenized_count.txt', clip_len=0.17, max_video_l=600,
+                  text_features=dict(train='text/charades_sta_train_glove.h5', test='text/charades_sta_test_glove.h5')),
+        train=dict(lr_gamma=0.1)),
+    'tacos_C3D_GloVe': _preset('tacos_C3D_GloVe', model=dict(vid_dim=4098, txt_dim=300, n_classes=1112, share_mlp=False),
+        data=dict(dataset='tacos', root='data/TACoS', annotations=dict(train='train.json', test='test.json'), durations={},
+                  video_features=['c3d.hdf5'], text_features=dict(train='text/train.h5', test='text/test.h5'),
+                  vocab_file='GloVe_tokenized_count.txt', clip_len=-1, max_video_l=600, max_gather_size=10),
+        loss=dict(weights=dict(loss_span=10., loss_giou=1., loss_label=6., loss_saliency=1., loss_rec_fw=0.1, loss_rec_ss=0.1),
+                  cost_class=6., rank_coef=1., use_triplet=True),
+        train=dict(batch_size=3, eval_batch_size=5, lr_gamma=0.1, stop_score='MR-full-miou'), eval=dict(max_ts_val=1000.)),
+    'qvhighlights_C+SF_C': _preset('qvhighlights_C+SF_C', model=dict(n_classes=5003),
+        data=dict(dataset='qvhighlights', root='data/qvhighlights', annotations=dict(train='highlight_train_release.jsonl', val='highlight_val_release.jsonl'),
+                  durations={}, text_features=dict(train='text/train.h5', val='text/val.h5'), vocab_size=5000, clip_len=2.0,
+                  max_video_l=75, max_words_l=32, long_video='truncate', val_split='val', eval_splits=['val']),
+        loss=dict(weights=dict(loss_span=10., loss_giou=1., loss_label=4., loss_saliency=1., loss_rec_fw=0.5, loss_rec_ss=0.1), use_triplet=True),
+        train=dict(seed=2018, lr_gamma=0.5)),
+    'charades-cg_C+SF_C': _preset('charades-cg_C+SF_C',
+        data=dict(dataset='charades-cg', root='data/Charades-CG', annotations=dict(train='train.json', novel_composition='novel_composition.json',
+                  novel_word='novel_word.json', test_trivial='test_trivial.json'), durations={},
+                  text_features=dict(train='text/train.h5', novel_composition='text/novel_composition.h5', novel_word='text/novel_word.h5',
+                                     test_trivial='text/test_trivial.h5'), val_split='novel_composition', eval_splits=['novel_composition', 'novel_word']),
+        train=dict(lr_gamma=0.1, stop_score='MR-full-miou')),
+}
+
+def mesm_config(preset: str = 'charades_C+SF_C', overrides: list = ()) -> MESMExperiment:
+    "A preset plus `section.key=value` overrides."
+    if preset not in MESM_PRESETS: raise KeyError(f"unknown MESM preset {preset!r}; choose from {sorted(MESM_PRESETS)}")
+    return apply_overrides(MESM_PRESETS[preset], list(overrides))

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIX
 
-SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate']
+SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate', 'convert-official']
 
 
 def cli(*args, cwd=None):
@@ -123,3 +123,19 @@ def test_evaluate_vcmr(tmp_path):
     (tmp_path / 's.json').write_text(json.dumps(sub))
     r = cli('evaluate', 'vcmr', '--submission', tmp_path / 's.json', '--gt', gt)
     assert r.returncode == 2 and 'VCMR: 1 ground-truth queries are not in the submission' in r.stderr
+
+
+def test_convert_official(tmp_path):
+    "An official-layout checkpoint (the parity fixture's weights) converts; the run folder loads with weights_only."
+    import argparse, torch
+    from safetensors.torch import load_file
+    sd = load_file(FIX / 'mesm_parity_tiny' / 'state_dict.safetensors')
+    torch.save({'model': sd, 'epoch': 1, 'opt': argparse.Namespace(dataset_name='charades', nheads=4)}, tmp_path / 'm.ckpt')
+    r = cli('convert-official', tmp_path / 'm.ckpt', tmp_path / 'run')
+    assert r.returncode == 0, r.stderr
+    w = torch.load(tmp_path / 'run' / 'checkpoints' / 'best.pt', weights_only=True)
+    cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert cfg['model']['hidden'] == 32 and cfg['model']['official_mask'] and 'query_anchors.weight' in w
+    (tmp_path / 'bad.ckpt').write_bytes(b'\x80\x02garbage')
+    r = cli('convert-official', tmp_path / 'bad.ckpt', tmp_path / 'run2')
+    assert r.returncode == 2 and 'bad.ckpt: cannot read as a PyTorch checkpoint' in r.stderr
