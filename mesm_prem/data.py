@@ -455,14 +455,18 @@ class _Lexicon:
         D = cfg.text_dim
         self.emb = {w: rng.normal(size=D) / math.sqrt(D) * 2 for w in words}
         self.sot, self.eot = rng.normal(size=D) / math.sqrt(D), rng.normal(size=D) / math.sqrt(D)
+        # what a word looks like: a fixed random linear map of its embedding (one map per feature stream), so a
+        # model can learn the correspondence once for all words rather than word by word
         da, dm = cfg.vmr_dims
-        self.obj_a = {o: rng.normal(size=da) for o in SYN_OBJECTS}
-        self.adj_a = {a: rng.normal(size=da) * 0.7 for a in SYN_ADJS}
-        self.verb_m = {v: rng.normal(size=dm) for v in SYN_VERBS}
         di = cfg.vcmr_dims[0]
-        self.obj_i = {o: rng.normal(size=di) for o in SYN_OBJECTS}
-        self.verb_i = {v: rng.normal(size=di) * 0.8 for v in SYN_VERBS}
-        self.name_i = {n: rng.normal(size=di) * 0.6 for n in SYN_NAMES}
+        A, M, I = (rng.normal(size=(k, D)) * math.sqrt(D) / 2 for k in (da, dm, di))
+        look = lambda W, w, s=1.: W @ self.emb[w] * s
+        self.obj_a = {o: look(A, o) for o in SYN_OBJECTS}
+        self.adj_a = {a: look(A, a, 0.7) for a in SYN_ADJS}
+        self.verb_m = {v: look(M, v) for v in SYN_VERBS}
+        self.obj_i = {o: look(I, o) for o in SYN_OBJECTS}
+        self.verb_i = {v: look(I, v, 0.8) for v in SYN_VERBS}
+        self.name_i = {n: look(I, n, 0.6) for n in SYN_NAMES}
 
     def token_features(self, words, rng, clip_style=True, noise=0.05):
         "Token features (W, D): embedding + causal running mean of the sentence + noise (SOT/EOT added for CLIP)."
