@@ -444,7 +444,7 @@ class SynthConfig:
     max_words: int = 16
     vocab_size: int = 40
     def __post_init__(self):
-        self.vmr_videos = self.vmr_videos or dict(train=240, test=60)
+        self.vmr_videos = self.vmr_videos or dict(train=240, val=40, test=60)
         self.vcmr_videos = self.vcmr_videos or dict(train=240, val=60, test_public=30)
 
 class _Lexicon:

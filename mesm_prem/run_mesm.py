@@ -184,18 +184,19 @@ class MESMPredictor:
         return [windows_from_outputs(out['pred_logits'][i], out['pred_spans'][i], duration, ev, self.exp.data.clip_len) for i in range(B)]
 
 # %% ../nbs/09_mesm_run.ipynb #27f22810
-def synthetic_experiment(root, epochs: int = 12, **model_overrides) -> MESMExperiment:
+def synthetic_experiment(root, epochs: int = 7, **model_overrides) -> MESMExperiment:
     "A MESM experiment on the synthetic benchmark written at `root` (its `vmr/` part)."
     man = json.loads((Path(root)/'benchmark.json').read_text())['vmr']
     e = MESM_PRESETS['charades_C+SF_C']
     model = dataclasses.replace(e.model, vid_dim=man['video_dim'], txt_dim=man['text_dim'], hidden=64, n_heads=4, d_ff=128,
-                                n_classes=man['vocab_size'] + 3, input_dropout=0.1, official_mask=False, **model_overrides)
+                                n_classes=man['vocab_size'] + 3, dropout=0., input_dropout=0., official_mask=False, **model_overrides)
     data = dataclasses.replace(e.data, root=str(Path(root)/'vmr'), video_features=list(man['video_features']), vocab_file=man['vocab'],
                                vocab_size=man['vocab_size'], max_words_l=man['max_words'], max_video_l=64,
                                annotations={s: v['annotations'] for s, v in man['splits'].items()},
                                durations={s: v['durations'] for s, v in man['splits'].items()},
-                               text_features={s: v['text'] for s, v in man['splits'].items()}, val_split='test', eval_splits=['test'])
-    train = dataclasses.replace(e.train, epochs=epochs, batch_size=8, eval_batch_size=32, lr=1e-3, seed=0, stop_score='MR-full-mAP')
+                               text_features={s: v['text'] for s, v in man['splits'].items()},
+                               val_split='val' if 'val' in man['splits'] else 'test', eval_splits=['test'])
+    train = dataclasses.replace(e.train, epochs=epochs, batch_size=8, eval_batch_size=32, lr=3e-3, seed=0, stop_score='MR-full-mAP')
     return dataclasses.replace(e, name='synthetic', model=model, data=data, train=train)
 
 def constant_window_baseline(train_ann: Annotations, test_ann: Annotations) -> dict:
