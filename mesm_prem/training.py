@@ -25,8 +25,8 @@ with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidg
 from .features import DataError
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'seed_everything', 'atomic_save', 'safe_load', 'TrainerConfig', 'Trainer',
-           'read_metrics', 'plot_metrics']
+__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'atomic_save', 'safe_load', 'TrainerConfig',
+           'Trainer', 'read_metrics', 'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -45,6 +45,10 @@ def set_rng_state(s: dict):
     np.random.set_state(('MT19937', s['numpy_keys'].numpy().astype(np.uint32), s['numpy_pos'], s['numpy_gauss'][0], s['numpy_gauss'][1]))
     random.setstate((s['python'][0], tuple(s['python'][1]), s['python'][2]))
     if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+
+def flush_denormal_enabled() -> bool:
+    "Whether CPU float arithmetic currently flushes denormals to zero."
+    return (torch.tensor([1e-37]) * torch.tensor([1e-3])).item() == 0.0
 
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch."
@@ -93,7 +97,6 @@ class Trainer:
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_drop, gamma=cfg.lr_gamma)
         self.state = dict(epoch=0, step_in_epoch=0, global_step=0, best=None, best_epoch=-1, bad_epochs=0)
-        if self.device.type == 'cpu': torch.set_flush_denormal(True)
         self.run.mkdir(parents=True, exist_ok=True)
         if config_json is not None: (self.run/'config.json').write_text(json.dumps(config_json, indent=1) + '\n')
 
@@ -138,6 +141,12 @@ class Trainer:
 
     def fit(self, resume: bool = True) -> dict:
         "Train to `cfg.epochs` (resuming from the run folder when it holds a state); returns the trainer state."
+        ftz_before = flush_denormal_enabled()
+        if self.device.type == 'cpu': torch.set_flush_denormal(True)
+        try: return self._fit(resume)
+        finally: torch.set_flush_denormal(ftz_before)   # leave the process as we found it
+
+    def _fit(self, resume: bool) -> dict:
         if resume and self.load_state(): pass
         c = self.cfg
         while self.state['epoch'] < c.epochs:
