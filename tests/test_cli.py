@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIX
 
-SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate', 'convert-official']
+SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate', 'convert-official', 'train']
 
 
 def cli(*args, cwd=None):
@@ -139,3 +139,20 @@ def test_convert_official(tmp_path):
     (tmp_path / 'bad.ckpt').write_bytes(b'\x80\x02garbage')
     r = cli('convert-official', tmp_path / 'bad.ckpt', tmp_path / 'run2')
     assert r.returncode == 2 and 'bad.ckpt: cannot read as a PyTorch checkpoint' in r.stderr
+
+
+def test_train_mesm_on_the_synthetic_benchmark(synth, tmp_path):
+    root, man = synth
+    r = cli('train', 'mesm', '--synthetic', root, '--set', 'train.epochs=1', 'model.ss=false', '--run-dir', tmp_path / 'run', '--quiet')
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert 'MR-full-mAP' in res['test'] and 'MR-full-R1@0.5' in res['test']
+    cfg = json.loads((tmp_path / 'run' / 'config.json').read_text())
+    assert cfg['train']['epochs'] == 1 and cfg['model']['ss'] is False
+    for f in ('checkpoints/best.pt', 'checkpoints/last.pt', 'checkpoints/state.pt', 'metrics.jsonl', 'plots/curves.png',
+              'predictions/test_submission.jsonl', 'predictions/test_metrics.json', 'results.json'):
+        assert (tmp_path / 'run' / f).exists(), f
+    r = cli('evaluate', 'vmr', '--submission', tmp_path / 'run' / 'predictions' / 'test_submission.jsonl', '--gt', tmp_path / 'gt.jsonl')
+    assert r.returncode == 2 and 'file not found' in r.stderr
+    r = cli('train', 'mesm', '--synthetic', root, '--set', 'train.epochz=1', '--run-dir', tmp_path / 'run2')
+    assert r.returncode == 2 and "unknown key 'epochz'" in r.stderr
