@@ -45,13 +45,13 @@ class VMRDataset(Dataset):
     "MESM dataset: item = the sentences of one video (or a chunk of at most `max_gather_size` of them)."
     def __init__(self, annotations: Annotations, video: VideoFeatures, text: TextStore, vocab: MLMVocab | None = None,
                  clip_len: float = 1.0, max_gather_size: int = -1, contra_samples: int = 2, max_windows: int = 5,
-                 span_norm: str | None = None, seed: int = 0, check: bool = True):
+                 span_norm: str | None = None, seed: int = 0, check: bool = True, rescale_pooled: bool = False):
         if not len(annotations): raise DataError(f"{annotations.source}: no queries")
         span_norm = span_norm or ('clips' if annotations.format == 'qvhighlights' else 'duration')
         if span_norm not in ('duration', 'clips'): raise ValueError(f"span_norm must be 'duration' or 'clips', got {span_norm!r}")
         self.ann, self.video, self.text, self.vocab = annotations, video, text, vocab
         self.clip_len, self.contra_samples, self.max_windows, self.span_norm = clip_len, contra_samples, max_windows, span_norm
-        self.seed, self.epoch = seed, 0
+        self.seed, self.epoch, self.rescale_pooled = seed, 0, rescale_pooled
         no_gt = [q.qid for q in annotations if not q.windows]
         if no_gt and len(no_gt) < len(annotations):
             raise DataError(f"{annotations.source}: {len(no_gt)} of {len(annotations)} queries have no ground-truth window "
@@ -106,7 +106,11 @@ class VMRDataset(Dataset):
         if len(windows) > self.max_windows: windows = [windows[i] for i in sorted(rng.permutation(len(windows))[:self.max_windows])]
         moment = [min(w[0] for w in windows), max(w[1] for w in windows)]
         norm = q.duration if self.span_norm == 'duration' else T * self.clip_len
-        si, ei = mesm_clip_span(moment[0], moment[1], T, self.clip_len, q.duration)
+        cl = self.clip_len
+        if self.rescale_pooled and cl > 0:   # a pooled clip spans raw_T / T raw clips (the official code keeps the raw clip_len)
+            raw = min(s.length(q.vid) for s in self.video.stores)
+            if raw > T: cl = cl * raw / T
+        si, ei = mesm_clip_span(moment[0], moment[1], T, cl, q.duration)
         r = dict(qid=q.qid, vid=q.vid, sentence=q.sentence, duration=q.duration, moment=moment,
                  windows=torch.tensor(windows, dtype=torch.float32), norm_windows=torch.tensor(windows, dtype=torch.float32) / norm,
                  start_idx=si, end_idx=ei, clip_mask=clip_mask(si, ei, T), saliency=None)

@@ -54,7 +54,8 @@ def mesm_dataset(exp: MESMExperiment, split: str, video: VideoFeatures | None = 
         raise DataError(f"{d.vocab_file}: {vocab.n_classes} masked-word classes, but model.n_classes is {m.n_classes}")
     text = TextStore(Path(d.root)/d.text_features[split], dim=m.txt_dim, max_words=d.max_words_l)
     return VMRDataset(read_split(exp, split), video or video_features(exp), text, vocab, clip_len=d.clip_len,
-                      max_gather_size=d.max_gather_size, contra_samples=d.contra_samples, max_windows=d.max_windows, seed=exp.train.seed)
+                      max_gather_size=d.max_gather_size, contra_samples=d.contra_samples, max_windows=d.max_windows, seed=exp.train.seed,
+                      rescale_pooled=d.rescale_pooled_indices)
 
 # %% ../nbs/09_mesm_run.ipynb #eba9bc06
 def default_word_weights(words_mask: torch.Tensor) -> torch.Tensor:
