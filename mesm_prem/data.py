@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import warnings
 from collections import Counter, OrderedDict
@@ -28,7 +29,8 @@ __all__ = ['SYN_VERBS', 'SYN_OBJECTS', 'SYN_ADJS', 'SYN_SUBJECTS', 'SYN_NAMES', 
            'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler', 'vmr_loader',
            'set_vmr_epoch', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset', 'collate_queries',
            'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark', 'config_to_dict',
-           'config_from_dict', 'apply_overrides', 'save_config', 'load_config', 'dataset_stats', 'format_stats']
+           'config_from_dict', 'apply_overrides', 'atomic_save', 'safe_load', 'save_config', 'load_config',
+           'dataset_stats', 'format_stats']
 
 # %% ../nbs/01_data.ipynb #47bbbb5d
 def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
@@ -659,6 +661,20 @@ def apply_overrides(cfg, overrides: list):
         if parts[-1] not in node: raise DataError(f"override {key!r}: unknown key {parts[-1]!r} (known: {sorted(node)})")
         node[parts[-1]] = val
     return config_from_dict(type(cfg), d)
+
+def atomic_save(obj, path):
+    "torch.save to a temporary file in the same folder, then rename over `path`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+def safe_load(path, device='cpu'):
+    "torch.load(weights_only=True) with an error that names the file when it is missing or corrupt."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"checkpoint not found: {p}")
+    try: return torch.load(p, map_location=device, weights_only=True)
+    except Exception as e: raise DataError(f"{p}: corrupt or not a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 def save_config(cfg, path):
     "Write a config as JSON (atomically)."

@@ -263,7 +263,9 @@ def read_tacos(ann_path, policy='repair') -> Annotations:
 
 # %% ../nbs/00_features.ipynb #260c041a
 def _jsonl(p):
-    with open(p, encoding='utf-8') as f:
+    "(line number, object) for every non-empty line of a JSON-lines file (gzipped when it ends in .gz)."
+    import gzip
+    with (gzip.open(p, 'rt', encoding='utf-8') if str(p).endswith('.gz') else open(p, encoding='utf-8')) as f:
         for i, line in enumerate(f, start=1):
             if not line.strip(): continue
             try: yield i, json.loads(line)

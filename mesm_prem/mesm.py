@@ -16,14 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, sine_positions)
-from .data import pad_sequences, apply_overrides, config_from_dict, load_config, save_config
+from .data import pad_sequences, apply_overrides, atomic_save, config_from_dict, load_config, safe_load, save_config
+from .losses import HungarianMatcher, MESMCriterion
 from .features import DataError
 
 # %% auto #0
 __all__ = ['MESM_PRESETS', 'MESMConfig', 'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words', 'MESM',
            'convert_official_state_dict', 'config_from_official_state_dict', 'load_official_checkpoint',
-           'experiment_from_official', 'save_run_weights', 'convert_official_checkpoint', 'load_mesm', 'MESMData',
-           'MESMLoss', 'MESMTrain', 'MESMEval', 'MESMExperiment', 'mesm_config']
+           'experiment_from_official', 'convert_official_checkpoint', 'load_mesm', 'MESMData', 'MESMTrain', 'MESMEval',
+           'MESMExperiment', 'mesm_config']
 
 # %% ../nbs/06_mesm.ipynb #c44e4fcd
 @dataclass
@@ -286,7 +287,7 @@ def config_from_official_state_dict(sd: dict, **overrides) -> MESMConfig:
     return MESMConfig(**kw)
 
 # %% ../nbs/06_mesm.ipynb #4870a817
-import argparse, os
+import argparse
 
 def load_official_checkpoint(path) -> tuple:
     "(state_dict, options dict) of an official MESM checkpoint (or a bare state dict)."
@@ -312,12 +313,6 @@ def experiment_from_official(sd: dict, opt: dict) -> MESMExperiment:
     model = config_from_official_state_dict(sd, n_heads=int(opt.get('nheads', e.model.n_heads)), official_mask=True)
     return dataclasses.replace(e, model=model)
 
-def save_run_weights(model: nn.Module, path):
-    "Write a state dict atomically (temporary file, then rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.partial')
-    torch.save(model.state_dict() if isinstance(model, nn.Module) else model, tmp); os.replace(tmp, path)
-
 def convert_official_checkpoint(ckpt, out_dir) -> Path:
     "Official MESM checkpoint -> run folder (`config.json`, `checkpoints/best.pt`)."
     sd, opt = load_official_checkpoint(ckpt)
@@ -325,7 +320,7 @@ def convert_official_checkpoint(ckpt, out_dir) -> Path:
     model = MESM(exp.model)
     model.load_state_dict(convert_official_state_dict(sd), strict=True)
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
-    save_config(exp, out/'config.json'); save_run_weights(model, out/'checkpoints'/'best.pt')
+    save_config(exp, out/'config.json'); atomic_save(model.state_dict(), out/'checkpoints'/'best.pt')
     return out
 
 def load_mesm(run_dir, which: str = 'best', device='cpu') -> tuple:
@@ -333,9 +328,7 @@ def load_mesm(run_dir, which: str = 'best', device='cpu') -> tuple:
     run = Path(run_dir)
     exp = load_config(MESMExperiment, run/'config.json')
     f = run/'checkpoints'/f'{which}.pt'
-    if not f.is_file(): raise FileNotFoundError(f"checkpoint not found: {f}")
-    try: sd = torch.load(f, map_location=device, weights_only=True)
-    except Exception as e: raise DataError(f"{f}: cannot read the checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    sd = safe_load(f, device)
     model = MESM(exp.model).to(device)
     try: model.load_state_dict(sd, strict=True)
     except RuntimeError as e: raise DataError(f"{f}: does not match the model of {run/'config.json'}: {str(e)[:300]}") from None
@@ -366,21 +359,6 @@ class MESMData:
     train_split: str = 'train'
     val_split: str = 'test'                         # the split used for model selection
     eval_splits: list = field(default_factory=lambda: ['test'])
-
-@dataclass
-class MESMLoss:
-    "The objective (`04_losses.MESMCriterion`)."
-    weights: dict = field(default_factory=lambda: dict(loss_span=10., loss_giou=1., loss_label=4., loss_saliency=4., loss_rec_fw=0.1, loss_rec_ss=0.1))
-    cost_class: float = 4.
-    cost_span: float = 10.
-    cost_giou: float = 1.
-    eos_coef: float = 0.1
-    rank_coef: float = 12.
-    use_triplet: bool = False
-    saliency_margin: float = 0.2
-    iou_gamma: float = 0.9
-    recss_tau: float = 0.5
-    use_enc: bool = True
 
 @dataclass
 class MESMTrain:
@@ -415,17 +393,15 @@ class MESMExperiment:
     name: str = 'charades_C+SF_C'
     model: MESMConfig = field(default_factory=MESMConfig)
     data: MESMData = field(default_factory=MESMData)
-    loss: MESMLoss = field(default_factory=MESMLoss)
+    loss: MESMCriterion = field(default_factory=MESMCriterion)   # the objective's settings (`04_losses`)
     train: MESMTrain = field(default_factory=MESMTrain)
     eval: MESMEval = field(default_factory=MESMEval)
 
-    def criterion(self):
-        "The `MESMCriterion` of this experiment."
-        from mesm_prem.losses import HungarianMatcher, MESMCriterion
+    def criterion(self) -> MESMCriterion:
+        "The objective of this experiment: `loss`, with the terms of switched-off modules off and QVHighlights' several windows."
         l, m = self.loss, self.model
-        return MESMCriterion(dict(l.weights), HungarianMatcher(l.cost_class, l.cost_span, l.cost_giou), l.eos_coef, l.rank_coef,
-                             l.use_triplet, l.saliency_margin, l.iou_gamma, l.recss_tau, multi_window=self.data.dataset == 'qvhighlights',
-                             use_enc=l.use_enc, use_fw=m.fw and m.mlm, use_ss=m.ss)
+        return dataclasses.replace(l, weights=dict(l.weights), multi_window=l.multi_window or self.data.dataset == 'qvhighlights',
+                                   use_fw=l.use_fw and m.fw and m.mlm, use_ss=l.use_ss and m.ss)
 
 def _preset(name, model=None, data=None, loss=None, train=None, eval=None) -> MESMExperiment:
     e = MESMExperiment(name=name)
@@ -446,7 +422,7 @@ MESM_PRESETS = {
                   video_features=['c3d.hdf5'], text_features=dict(train='text/train.h5', test='text/test.h5'),
                   vocab_file='GloVe_tokenized_count.txt', clip_len=-1, max_video_l=600, max_gather_size=10),
         loss=dict(weights=dict(loss_span=10., loss_giou=1., loss_label=6., loss_saliency=1., loss_rec_fw=0.1, loss_rec_ss=0.1),
-                  cost_class=6., rank_coef=1., use_triplet=True),
+                  matcher=HungarianMatcher(cost_class=6.), rank_coef=1., use_triplet=True),
         train=dict(batch_size=3, eval_batch_size=5, lr_gamma=0.1, stop_score='MR-full-miou'), eval=dict(max_ts_val=1000.)),
     'qvhighlights_C+SF_C': _preset('qvhighlights_C+SF_C', model=dict(n_classes=5003),
         data=dict(dataset='qvhighlights', root='data/qvhighlights', annotations=dict(train='highlight_train_release.jsonl', val='highlight_val_release.jsonl'),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .features import DataError
+from .features import DataError, _jsonl
 from .spans import paired_temporal_iou
 
 # %% auto #0
@@ -27,14 +27,9 @@ def _open(path):
     return gzip.open(p, 'rt', encoding='utf-8') if p.suffix == '.gz' else open(p, encoding='utf-8')
 
 def load_jsonl(path) -> list:
-    "A JSON-lines file (optionally gzipped) as a list; errors name the line."
-    out = []
-    with _open(path) as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip(): continue
-            try: out.append(json.loads(line))
-            except json.JSONDecodeError as e: raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-    return out
+    "A JSON-lines file (optionally gzipped) as a list; errors name the line (the reader of `00_features`)."
+    _open(path).close()   # a clear error for a missing file
+    return [d for _, d in _jsonl(path)]
 
 def load_json(path):
     with _open(path) as f:

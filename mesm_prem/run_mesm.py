@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from .features import *
 from .features import DataError
-from .data import (VMRDataset, collate_vmr, vmr_loader, set_vmr_epoch, save_config, config_to_dict)
+from .data import (VMRDataset, collate_vmr, vmr_loader, set_vmr_epoch, save_config, config_to_dict, safe_load)
 from .spans import span_cxw_to_xx, temporal_nms
 from .losses import targets_from_batch
 from .metrics import eval_vmr
 from .mesm import *
-from .training import Trainer, TrainerConfig, seed_everything, safe_load
+from .training import Trainer, TrainerConfig, seed_everything
 
 # %% auto #0
 __all__ = ['read_split', 'video_features', 'mesm_dataset', 'default_word_weights', 'mesm_step', 'windows_from_outputs',

@@ -23,10 +23,11 @@ with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidg
     from tqdm.auto import tqdm
 
 from .features import DataError
+from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'atomic_save', 'safe_load', 'TrainerConfig',
-           'Trainer', 'read_metrics', 'plot_metrics']
+__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'TrainerConfig', 'Trainer', 'read_metrics',
+           'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -53,20 +54,6 @@ def flush_denormal_enabled() -> bool:
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
-
-def atomic_save(obj, path):
-    "torch.save to a temporary file in the same folder, then rename over `path`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-def safe_load(path, device='cpu'):
-    "torch.load(weights_only=True) with an error that names the file when it is missing or corrupt."
-    p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"checkpoint not found: {p}")
-    try: return torch.load(p, map_location=device, weights_only=True)
-    except Exception as e: raise DataError(f"{p}: corrupt or not a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
 
 # %% ../nbs/08_training.ipynb #f267b927
 @dataclass
