@@ -192,3 +192,5 @@ def main(argv=None) -> int:
     except (DataError, FileNotFoundError) as e:
         print(f"mesm-prem {a.command}: error: {e}", file=sys.stderr)
         return 2
+
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # `python -m mesm_prem.cli ...` (not in a notebook)

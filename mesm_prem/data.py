@@ -243,7 +243,7 @@ class VideoGroupBatchSampler(Sampler):
             idx = list(range(len(self.keys)))
             if self.shuffle: rng.shuffle(idx)
             out = [idx[i:i + self.batch_size] for i in range(0, len(idx), self.batch_size)]
-            if len(out) > 1 and len(out[-1]) == 1: out[-2] += out.pop()
+            if len(out) > 1 and len(out[-1]) == 1: last = out.pop(); out[-1] += last
             return out
         per = OrderedDict()
         for i, k in enumerate(self.keys): per.setdefault(k, []).append(i)
@@ -272,7 +272,7 @@ class SequentialGroupBatchSampler(Sampler):
     def set_epoch(self, epoch: int): pass
     def _batches(self):
         out = [list(range(i, min(i + self.batch_size, self.n))) for i in range(0, self.n, self.batch_size)]
-        if len(out) > 1 and len(out[-1]) == 1: out[-2] += out.pop()
+        if len(out) > 1 and len(out[-1]) == 1: last = out.pop(); out[-1] += last
         return out
     def __iter__(self): return iter(self._batches())
     def __len__(self): return len(self._batches())

@@ -386,6 +386,7 @@ class MESMEval:
     round_to_clip: bool = True
     max_before_nms: int = 10
     max_after_nms: int = 10
+    clamp_to_duration: bool = True                  # official: False (windows may run past the video's end, up to max_ts_val)
 
 @dataclass
 class MESMExperiment:

@@ -85,6 +85,7 @@ def windows_from_outputs(logits, spans, duration, ev: MESMEval, clip_len: float)
     rows = [[float(f"{v:.4f}") for v in r] for r in rows]
     w = torch.tensor([r[:2] for r in rows]).clamp(0, ev.max_ts_val)
     if ev.round_to_clip and clip_len > 0: w = torch.round(w / clip_len) * clip_len
+    if ev.clamp_to_duration: w = w.clamp(0, duration)
     rows = [a + [float(f"{r[2]:.4f}")] for a, r in zip(w.tolist(), rows)]
     if ev.nms_thd > 0: rows = temporal_nms(rows[:ev.max_before_nms], ev.nms_thd, ev.max_after_nms)
     return rows[:ev.max_after_nms]

@@ -26,8 +26,8 @@ from .features import DataError
 from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'TrainerConfig', 'Trainer', 'read_metrics',
-           'plot_metrics']
+__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'linear_warmup_decay', 'TrainerConfig',
+           'Trainer', 'read_metrics', 'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -56,12 +56,23 @@ def seed_everything(seed: int):
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 # %% ../nbs/08_training.ipynb #f267b927
+def linear_warmup_decay(total_steps: int, warmup: float = 0.01):
+    "Multiplier of the learning rate at step s: linear from 0 to 1 over the first `warmup` fraction, then linear to 0."
+    ws = max(1, int(round(total_steps * warmup)))
+    def f(step: int) -> float:
+        if step < ws: return (step + 1) / ws
+        return max(0., (total_steps - step) / max(1, total_steps - ws))
+    return f
+
 @dataclass
 class TrainerConfig:
     "What the loop needs to know (the model-specific parts come as functions)."
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_drop: int = 400             # StepLR step in epochs
+    schedule: str = 'step'         # 'step' (StepLR per epoch) or 'linear' (warm-up then linear decay, per step)
+    warmup: float = 0.01           # 'linear': the fraction of all steps spent warming up
+    steps_per_epoch: int = 0       # 'linear': needed to know the total number of steps
     lr_gamma: float = 0.1
     epochs: int = 10
     grad_clip: float = 0.1         # max gradient norm; <= 0: no clipping
@@ -82,7 +93,11 @@ class Trainer:
         self.ckpt = self.run/'checkpoints'
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_drop, gamma=cfg.lr_gamma)
+        if cfg.schedule == 'step': self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_drop, gamma=cfg.lr_gamma)
+        elif cfg.schedule == 'linear':
+            if cfg.steps_per_epoch < 1: raise ValueError("schedule='linear' needs steps_per_epoch >= 1")
+            self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_warmup_decay(cfg.epochs * cfg.steps_per_epoch, cfg.warmup))
+        else: raise ValueError(f"schedule must be 'step' or 'linear', got {cfg.schedule!r}")
         self.state = dict(epoch=0, step_in_epoch=0, global_step=0, best=None, best_epoch=-1, bad_epochs=0)
         self.run.mkdir(parents=True, exist_ok=True)
         if config_json is not None: (self.run/'config.json').write_text(json.dumps(config_json, indent=1) + '\n')
@@ -121,6 +136,7 @@ class Trainer:
         total.backward()
         gn = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip) if self.cfg.grad_clip > 0 else None
         self.opt.step()
+        if self.cfg.schedule == 'linear': self.sched.step()
         out = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
         out['loss'] = float(total.detach())
         if gn is not None: out['grad_norm'] = float(gn)
@@ -151,7 +167,7 @@ class Trainer:
                 bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 if c.save_every and self.state['global_step'] % c.save_every == 0: self.save_state()
             bar.close()
-            self.sched.step()
+            if c.schedule == 'step': self.sched.step()
             rec = dict(epoch=ep + 1, lr=self.opt.param_groups[0]['lr'], **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
             if self.evaluate is not None and (ep + 1) % c.eval_every == 0:
                 metrics = self.evaluate(self.model)
