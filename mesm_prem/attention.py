@@ -246,6 +246,7 @@ class MultimodalEncoder(nn.Module):
         self.sub_proj = LinearLayer(d_sub, d, dropout=dropout) if d_sub else None
         self.pos = nn.Embedding(max_clips, d)
         self.modality = nn.Embedding(2, d)
+        for e in (self.pos, self.modality): nn.init.normal_(e.weight, std=0.02)   # BERT's init: N(0, 1) would drown the content
         self.norm = nn.LayerNorm(d)
         self.layers = nn.ModuleList(TransformerLayer(d, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.max_clips = max_clips

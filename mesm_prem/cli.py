@@ -19,7 +19,7 @@ from .data import apply_overrides, load_config
 
 # %% auto #0
 __all__ = ['load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_convert_official', 'cmd_train', 'build_parser', 'main']
+           'cmd_convert_official', 'cmd_train', 'cmd_search', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #4145aeec
 def _charades_csv(ann: Path, given):
@@ -106,14 +106,35 @@ def cmd_convert_official(a) -> int:
 
 # %% ../nbs/11_cli.ipynb #38a06710
 def cmd_train(a) -> int:
-    from mesm_prem.run_mesm import synthetic_experiment, train_mesm
     if sum(x is not None for x in (a.config, a.preset, a.synthetic)) != 1:
         raise DataError("give exactly one of --config, --preset, --synthetic")
-    if a.config: exp = load_config(MESMExperiment, a.config)
-    elif a.preset: exp = mesm_config(a.preset)
+    if a.model == 'mesm':
+        from mesm_prem.run_mesm import synthetic_experiment, train_mesm as train
+        cls, presets, config = MESMExperiment, MESM_PRESETS, mesm_config
+    else:
+        from mesm_prem.run_prem import synthetic_prem_experiment as synthetic_experiment, train_prem as train, PREMExperiment as cls, PREM_PRESETS as presets, prem_config as config
+    if a.preset and a.preset not in presets: raise DataError(f"unknown {a.model} preset {a.preset!r}; choose from {sorted(presets)}")
+    if a.config: exp = load_config(cls, a.config)
+    elif a.preset: exp = config(a.preset)
     else: exp = synthetic_experiment(a.synthetic)
     exp = apply_overrides(exp, a.set or [])
-    res = train_mesm(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
+    res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
+    print(json.dumps(res, indent=1))
+    return 0
+
+# %% ../nbs/11_cli.ipynb #b68f1907
+def cmd_search(a) -> int:
+    import torch
+    from mesm_prem.run_prem import PREMSearcher, search_corpus, ground_truth_vcmr, flat_metrics
+    s = PREMSearcher(a.run_dir, device=a.device, data_root=a.data_root)
+    ann = s.inputs.annotations(a.split)
+    labelled = all(q.windows for q in ann)
+    idx = s.index(split=a.split, path=a.index)
+    sub = search_corpus(s.retriever, s.localizer, s.inputs, a.split, index=idx, device=s.device, svmr=labelled, progress=not a.quiet)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(sub) + '\n')
+    res = dict(submission=str(a.out), queries=len(sub['VCMR']))
+    if labelled: res['metrics'] = flat_metrics(eval_vcmr(sub, ground_truth_vcmr(ann)))
     print(json.dumps(res, indent=1))
     return 0
 
@@ -171,11 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument('out_dir', help='run folder to write')
     co.set_defaults(func=cmd_convert_official)
 
-    tr = sub.add_parser('train', help='train a model (mesm) and evaluate it into a run folder',
-                        description='Train MESM from a JSON config, a preset or the synthetic benchmark; evaluates and writes a run folder.')
-    tr.add_argument('model', choices=['mesm'], help='the model to train (PREM comes with its notebook)')
+    tr = sub.add_parser('train', help='train a model (mesm or prem) and evaluate it into a run folder',
+                        description='Train MESM or PREM from a JSON config, a preset or the synthetic benchmark; evaluates and writes a run folder.')
+    tr.add_argument('model', choices=['mesm', 'prem'], help='the model to train')
     tr.add_argument('--config', help='a JSON experiment config (e.g. a run folder\'s config.json)')
-    tr.add_argument('--preset', choices=sorted(MESM_PRESETS), help='an official preset (point data.root at your copy with --set)')
+    tr.add_argument('--preset', help='a preset (mesm: %s; prem: tvr, didemo); point data.root at your copy with --set' % ', '.join(sorted(MESM_PRESETS)))
     tr.add_argument('--synthetic', help='train on the synthetic benchmark written at this folder (mesm-prem synth)')
     tr.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides, e.g. train.epochs=3 model.ss=false')
     tr.add_argument('--run-dir', required=True, help='run folder (resumed when it holds a saved state)')
@@ -183,6 +204,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--no-resume', action='store_true', help='start over even if the run folder holds a state')
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
     tr.set_defaults(func=cmd_train)
+
+    se = sub.add_parser('search', help='search a corpus with a trained PREM run (TVR submission format)',
+                        description="Encode a split's corpus with the run's retriever, localise in the top videos, write the TVR-format submission and score it when the split is labelled.")
+    se.add_argument('run_dir', help='a PREM run folder (mesm-prem train prem)')
+    se.add_argument('--split', default='val', help="a split of the run's data config (default: %(default)s)")
+    se.add_argument('--out', required=True, help='submission JSON to write')
+    se.add_argument('--index', help='corpus index file: loaded when it exists, else written there')
+    se.add_argument('--data-root', help="the data folder, when it moved since training")
+    se.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    se.add_argument('--quiet', action='store_true', help='no progress bars')
+    se.set_defaults(func=cmd_search)
     return p
 
 def main(argv=None) -> int:

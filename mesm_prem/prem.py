@@ -83,6 +83,7 @@ class QueryEncoder(nn.Module):
         super().__init__()
         self.proj = LinearLayer(d_in, d, dropout=dropout)
         self.pos = nn.Embedding(max_words, d)
+        nn.init.normal_(self.pos.weight, std=0.02)   # as BERT: the default N(0, 1) would drown the words (and the model would not learn)
         self.norm = nn.LayerNorm(d)
         self.layers = nn.ModuleList(TransformerLayer(d, n_heads, d_ff, dropout) for _ in range(n_layers))
         self.max_words = max_words

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import FIX
 
-SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate', 'convert-official', 'train']
+SUBCOMMANDS = ['demo', 'synth', 'data-stats', 'convert', 'evaluate', 'convert-official', 'train', 'search']
 
 
 def cli(*args, cwd=None):
@@ -156,3 +156,30 @@ def test_train_mesm_on_the_synthetic_benchmark(synth, tmp_path):
     assert r.returncode == 2 and 'file not found' in r.stderr
     r = cli('train', 'mesm', '--synthetic', root, '--set', 'train.epochz=1', '--run-dir', tmp_path / 'run2')
     assert r.returncode == 2 and "unknown key 'epochz'" in r.stderr
+
+
+def test_train_prem_and_search(synth, tmp_path):
+    root, man = synth
+    r = cli('train', 'prem', '--synthetic', root, '--set', 'train.retriever_epochs=1', 'train.localizer_epochs=1', 'model.gate=concat',
+            '--run-dir', tmp_path / 'run', '--quiet', '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert {'VR-r10', 'VCMR-0.7-r1', 'SVMR-0.5-r10'} <= set(res['val'])
+    run = tmp_path / 'run'
+    assert json.loads((run / 'config.json').read_text())['model']['gate'] == 'concat'
+    for f in ('retriever/checkpoints/best.pt', 'localizer/checkpoints/best.pt', 'retriever/plots/curves.png', 'localizer/metrics.jsonl',
+              'hard_negatives.json', 'predictions/val_submission.json', 'predictions/val_metrics.json', 'results.json'):
+        assert (run / f).exists(), f
+    r = cli('search', run, '--split', 'val', '--out', tmp_path / 'sub.json', '--index', tmp_path / 'index.pt', '--quiet', '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out['metrics'] == res['val'] and (tmp_path / 'index.pt').exists()          # the same models give the same search
+    r = cli('evaluate', 'vcmr', '--submission', tmp_path / 'sub.json', '--gt', root / 'vcmr' / 'tvr_val_release.jsonl')
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)['VCMR']['0.7-r1'] == res['val']['VCMR-0.7-r1']
+    r = cli('search', run, '--split', 'test_public', '--out', tmp_path / 'test.json', '--quiet', '--device', 'cpu')   # hidden answers
+    assert r.returncode == 0, r.stderr
+    sub = json.loads((tmp_path / 'test.json').read_text())
+    assert 'SVMR' not in sub and len(sub['VCMR']) == man['vcmr']['splits']['test_public']['queries']
+    r = cli('train', 'prem', '--preset', 'charades', '--run-dir', tmp_path / 'x')
+    assert r.returncode == 2 and "unknown prem preset 'charades'" in r.stderr
