@@ -514,11 +514,11 @@ def synthetic_prem_experiment(root, retriever_epochs: int = 8, localizer_epochs:
                                video2dur=man['video2dur'], video_features=list(man['video_features']), subtitles=man['subtitles'],
                                query_text=man['query_text'], eval_splits=['val'])
     train = dataclasses.replace(e.train, retriever_epochs=retriever_epochs, retriever_batch=64, localizer_epochs=localizer_epochs,
-                                localizer_batch=16, lr=1e-3, warmup=0.05, neg_pool=20)
+                                localizer_batch=32, lr=3e-3, warmup=0.05, neg_pool=20)
     return dataclasses.replace(e, name='synthetic', model=model, data=data, train=train, eval=dataclasses.replace(e.eval, max_len=12))
 
 def random_baseline(inputs: PREMInputs, split: str, seed: int = 0) -> dict:
-    "Metrics of random videos and random moments (of the training length distribution is not used: uniform)."
+    "Metrics of random videos (VR), and uniformly random moments of at most `eval.max_len` clips in them (VCMR) or in the right video (SVMR)."
     rng = random.Random(seed)
     corpus, ev = inputs.corpus(split), inputs.exp.eval
     vids = list(corpus)
