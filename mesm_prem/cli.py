@@ -124,7 +124,6 @@ def cmd_train(a) -> int:
 
 # %% ../nbs/11_cli.ipynb #b68f1907
 def cmd_search(a) -> int:
-    import torch
     from mesm_prem.run_prem import PREMSearcher, search_corpus, ground_truth_vcmr, flat_metrics
     s = PREMSearcher(a.run_dir, device=a.device, data_root=a.data_root)
     ann = s.inputs.annotations(a.split)

@@ -181,7 +181,9 @@ def retriever_loss(model: PREMRetriever, batch) -> tuple:
     strong = masked_max(own, inside)[0].mean(-1)
     weak_v, weak_any = masked_max(own, cm & ~inside)
     weak = weak_v.mean(-1)
-    same = torch.tensor([[a == b for b in batch.vid] for a in batch.vid], device=scores.device)
+    code = {v: n for n, v in enumerate(dict.fromkeys(batch.vid))}
+    ids = torch.tensor([code[v] for v in batch.vid], device=scores.device)
+    same = ids[:, None] == ids[None, :]                                     # (B, B) pairs of queries on one video
     out = loss_relevant_content(scores, strong, weak, same, weak_any.all(-1), cfg.tau, cfg.lam_weak,
                                 use_strong=cfg.strong, use_weak=cfg.weak, use_v2q=cfg.v2q)
     return out, out['loss_retrieval']

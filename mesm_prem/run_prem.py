@@ -27,8 +27,8 @@ from .training import Trainer, TrainerConfig, seed_everything
 # %% auto #0
 __all__ = ['PREM_PRESETS', 'PREMData', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'prem_config', 'PREMInputs',
            'ground_truth_vcmr', 'LocalizerBatch', 'HardNegativeDataset', 'collate_localizer', 'CorpusIndex', 'retrieve',
-           'localize', 'moments_from_logits', 'search_corpus', 'flat_metrics', 'rank_training_corpus', 'train_prem',
-           'PREMSearcher', 'synthetic_prem_experiment', 'random_baseline']
+           'retrieve_split', 'localize', 'moments_from_logits', 'search_corpus', 'flat_metrics', 'rank_training_corpus',
+           'train_prem', 'PREMSearcher', 'synthetic_prem_experiment', 'random_baseline']
 
 # %% ../nbs/10_prem_run.ipynb #0b76ecb9
 @dataclass
@@ -134,10 +134,7 @@ class PREMInputs:
     def corpus(self, split: str) -> dict:
         "vid -> (duration, global index) of the split's corpus."
         d = self.exp.data
-        if d.video2dur:
-            try: return read_video2dur(self.root/d.video2dur, split)
-            except DataError:
-                if split not in ('test_public_gt',): raise
+        if d.video2dur: return read_video2dur(self.root/d.video2dur, split)
         ann = self.annotations(split)
         dur = {q.vid: q.duration for q in ann if q.vid is not None}
         return {v: (dur[v], i) for i, v in enumerate(sorted(dur))}
@@ -191,8 +188,8 @@ class HardNegativeDataset(Dataset):
         return rng.sample(cands, self.n_neg) if len(cands) >= self.n_neg else [rng.choice(cands) for _ in range(self.n_neg)]
     def __getitem__(self, i):
         it = self.base[i]
-        it['negatives'] = [_video_and_subs(v, self.base.video, self.base.subtitles) for v in self.negatives(i)]
         it['neg_vids'] = self.negatives(i)
+        it['negatives'] = [_video_and_subs(v, self.base.video, self.base.subtitles) for v in it['neg_vids']]
         return it
 
 def collate_localizer(items: list) -> LocalizerBatch:
@@ -267,6 +264,15 @@ def retrieve(retriever: PREMRetriever, queries: VCMRQueryDataset, index: CorpusI
         qids += b['qid']; S.append(s.cpu()); I.append(i.cpu())
     return qids, torch.cat(S), torch.cat(I)
 
+def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = None, index: CorpusIndex | None = None,
+                   device='cpu', progress: bool = False) -> tuple:
+    "Every query of `split` against the split's corpus (indexed here unless `index` is given): (qids, scores, positions, index vids)."
+    ev = inputs.exp.eval
+    index = index or CorpusIndex.build(retriever, list(inputs.corpus(split)), inputs.video, inputs.subtitles, ev.video_chunk, device, progress)
+    qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index,
+                          k or max(ev.vr_top, ev.top_videos), ev.query_batch, device)
+    return qids, S, I, index.vids
+
 # %% ../nbs/10_prem_run.ipynb #9b19ac0c
 def _load_videos(vids: list, inputs, device) -> tuple:
     parts = [_video_and_subs(v, inputs.video, inputs.subtitles) for v in vids]
@@ -282,7 +288,8 @@ def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, input
     uniq = list(dict.fromkeys(v for row in vids for v in row))
     vf, vm, sf = _load_videos(uniq, inputs, device)
     enc = localizer.encode_videos(vf, vm, sf)                                  # each distinct video once
-    pos = torch.tensor([[uniq.index(v) for v in row] for row in vids], device=device).flatten()
+    at = {v: n for n, v in enumerate(uniq)}
+    pos = torch.tensor([[at[v] for v in row] for row in vids], device=device).flatten()
     w, q = localizer.encode_queries(query_feat.to(device), query_mask.to(device))
     rep = lambda x: x[:, None].expand(B, K, *x.shape[1:]).reshape(B * K, *x.shape[1:])
     out = localizer.fuse_and_score(rep(w), rep(query_mask.to(device)), rep(q), enc[pos], vm[pos])
@@ -334,11 +341,7 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
     corpus = inputs.corpus(split)
     ann = inputs.annotations(split)
     queries = VCMRQueryDataset(ann, inputs.text)
-    if retrieval is None:
-        index = index or CorpusIndex.build(retriever, list(corpus), inputs.video, inputs.subtitles, ev.video_chunk, device, progress)
-        qids, S, I = retrieve(retriever, queries, index, max(ev.vr_top, ev.top_videos), ev.query_batch, device)
-        retrieval = (qids, S, I, index.vids)
-    qids, S, I, vids = retrieval
+    qids, S, I, vids = retrieval or retrieve_split(retriever, inputs, split, index=index, device=device, progress=progress)
     by_q = {q.qid: q for q in ann}
     sub = dict(video2idx={v: corpus[v][1] for v in corpus}, VCMR=[], VR=[])
     if svmr: sub['SVMR'] = []
@@ -380,20 +383,15 @@ def _trainer_cfg(t: PREMTrain, epochs, steps, stop, progress) -> TrainerConfig:
                          epochs=epochs, grad_clip=t.grad_clip, stop_score=stop, amp=t.amp, progress=progress, save_every=50)
 
 def _vr_metrics(retriever, inputs, split, device) -> dict:
-    ev = inputs.exp.eval
     corpus = inputs.corpus(split)
-    index = CorpusIndex.build(retriever, list(corpus), inputs.video, inputs.subtitles, ev.video_chunk, device)
-    qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index, ev.vr_top, ev.query_batch, device)
-    vr = [dict(desc_id=q, predictions=[[corpus[index.vids[p]][1], 0, 0, 0.] for p in r]) for q, r in zip(qids, I.tolist())]
+    qids, S, I, vids = retrieve_split(retriever, inputs, split, inputs.exp.eval.vr_top, device=device)
+    vr = [dict(desc_id=q, predictions=[[corpus[vids[p]][1], 0, 0, 0.] for p in r]) for q, r in zip(qids, I.tolist())]
     return flat_metrics(eval_vcmr(dict(video2idx={v: corpus[v][1] for v in corpus}, VR=vr), ground_truth_vcmr(inputs.annotations(split))))
 
 def rank_training_corpus(retriever, inputs: PREMInputs, device='cpu') -> dict:
     "qid -> the top `neg_pool` + 1 videos of the training corpus for every training query (the hard-negative pool)."
-    t, ev, split = inputs.exp.train, inputs.exp.eval, inputs.exp.data.train_split
-    corpus = inputs.corpus(split)
-    index = CorpusIndex.build(retriever, list(corpus), inputs.video, inputs.subtitles, ev.video_chunk, device)
-    qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index, t.neg_pool + 1, ev.query_batch, device)
-    return {str(q): [index.vids[p] for p in r] for q, r in zip(qids, I.tolist())}
+    qids, S, I, vids = retrieve_split(retriever, inputs, inputs.exp.data.train_split, inputs.exp.train.neg_pool + 1, device=device)
+    return {str(q): [vids[p] for p in r] for q, r in zip(qids, I.tolist())}
 
 def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: bool = True, progress: bool = True) -> dict:
     "Train both stages, search every evaluation split; returns the metrics per split."
@@ -425,7 +423,7 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
     val_retrieval = {}
     def evaluate(m):
         split = exp.data.val_split
-        if split not in val_retrieval: val_retrieval[split] = _retrieval(retriever, inputs, split, device)
+        if split not in val_retrieval: val_retrieval[split] = retrieve_split(retriever, inputs, split, device=device)
         sub = search_corpus(retriever, m, inputs, split, device=device, retrieval=val_retrieval[split])
         return flat_metrics(eval_vcmr(sub, ground_truth_vcmr(inputs.annotations(split))))
     def loader(ep):
@@ -448,13 +446,6 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
             results[split] = flat_metrics(m)
     (run/'results.json').write_text(json.dumps(dict(results=results), indent=1) + '\n')
     return results
-
-def _retrieval(retriever, inputs, split, device) -> tuple:
-    ev = inputs.exp.eval
-    corpus = inputs.corpus(split)
-    index = CorpusIndex.build(retriever, list(corpus), inputs.video, inputs.subtitles, ev.video_chunk, device)
-    qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index, max(ev.vr_top, ev.top_videos), ev.query_batch, device)
-    return qids, S, I, index.vids
 
 # %% ../nbs/10_prem_run.ipynb #b40180ac
 class PREMSearcher:
