@@ -19,7 +19,7 @@ from .data import apply_overrides, load_config
 
 # %% auto #0
 __all__ = ['load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_convert_official', 'cmd_train', 'cmd_search', 'build_parser', 'main']
+           'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #4145aeec
 def _charades_csv(ann: Path, given):
@@ -46,20 +46,6 @@ def cmd_data_stats(a) -> int:
     return 0
 
 # %% ../nbs/11_cli.ipynb #e93a1b4a
-def _bench_stats(root: Path, man: dict) -> list:
-    v, c = man['vmr'], man['vcmr']
-    out = []
-    for split, info in v['splits'].items():
-        ann = read_charades_sta(root/'vmr'/info['annotations'], root/'vmr'/info['durations'])
-        stores = [H5Store(root/'vmr'/f) for f in v['video_features']]
-        out.append(dataset_stats(ann, stores, TextStore(root/'vmr'/info['text'])))
-    for split, info in c['splits'].items():
-        if split == 'test_public': continue
-        ann = read_tvr(root/'vcmr'/info['annotations'], root/'vcmr'/c['video2dur'])
-        stores = [H5Store(root/'vcmr'/f) for f in c['video_features']] + [SubtitleStore(root/'vcmr'/c['subtitles'])]
-        out.append(dataset_stats(ann, stores, TextStore(root/'vcmr'/c['query_text'])))
-    return out
-
 def cmd_synth(a) -> int:
     out = Path(a.out)
     man = write_synthetic_benchmark(out, SynthConfig(seed=a.seed))
@@ -70,13 +56,12 @@ def cmd_synth(a) -> int:
     return 0
 
 def cmd_demo(a) -> int:
-    out = Path(a.out)
-    man = write_synthetic_benchmark(out/'benchmark', SynthConfig(seed=a.seed))
-    print(f"synthetic benchmark (seed {a.seed}) written to {out/'benchmark'}\n")
-    for s in _bench_stats(out/'benchmark', man):
-        s['source'] = str(Path(s['source']).relative_to(out/'benchmark'))
-        print(format_stats(s).replace(str(out/'benchmark') + '/', '') + '\n')
-    print("Training and evaluating MESM and PREM on this benchmark come with the model notebooks (06-10).")
+    from mesm_prem.demo import DemoConfig, run_demo
+    cfg = DemoConfig.quick(a.seed) if a.quick else DemoConfig(seed=a.seed)
+    cmd = 'mesm-prem demo' + (f' --out {a.out}' if a.out != 'mesm_prem_demo' else '') + (' --quick' if a.quick else '') + (f' --seed {a.seed}' if a.seed else '')
+    run_demo(a.out, cfg, device=a.device, progress=not a.quiet, command=cmd)
+    text = (Path(a.out)/'report'/'summary.md').read_text()
+    print('\n' + '\n'.join(l for l in text.split('## Training')[0].splitlines() if not l.startswith('![')).rstrip())
     return 0
 
 # %% ../nbs/11_cli.ipynb #41a445f8
@@ -122,6 +107,19 @@ def cmd_train(a) -> int:
     print(json.dumps(res, indent=1))
     return 0
 
+# %% ../nbs/11_cli.ipynb #acfa3733
+def cmd_predict(a) -> int:
+    from mesm_prem.run_mesm import MESMPredictor
+    p = MESMPredictor(a.run_dir, device=a.device, data_root=a.data_root)
+    rows = p.predict_video(a.video, queries=a.queries, splits=[a.split] if a.split else None, top_k=a.top_k, duration=a.duration, text=a.text)
+    lines = [json.dumps(r) for r in rows]
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text('\n'.join(lines) + '\n')
+        print(f"wrote {len(rows)} predictions to {a.out}")
+    else: print('\n'.join(lines))
+    return 0
+
 # %% ../nbs/11_cli.ipynb #b68f1907
 def cmd_search(a) -> int:
     from mesm_prem.run_prem import PREMSearcher, search_corpus, ground_truth_vcmr, flat_metrics
@@ -143,10 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
-    d = sub.add_parser('demo', help='write the synthetic benchmark and print its statistics',
-                       description='The main job on the built-in synthetic benchmark.')
+    d = sub.add_parser('demo', help='train and evaluate MESM and PREM on the synthetic benchmark; write a report',
+                       description='The main job: write the synthetic benchmark, train and evaluate MESM and PREM on it (about 4 minutes on 2 CPU cores; '
+                                   'the GPU when there is one), and write OUT/report/ (metrics.json, training_curves.png, moment_timeline.png, '
+                                   'prem_retrieval.png, summary.md). Rerunning in the same folder resumes.')
     d.add_argument('--out', default='mesm_prem_demo', help='output folder (default: %(default)s)')
     d.add_argument('--seed', type=int, default=0, help='benchmark seed (default: %(default)s)')
+    d.add_argument('--quick', action='store_true', help='a small benchmark and one epoch per stage: checks an installation in seconds')
+    d.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
 
     s = sub.add_parser('synth', help='write the synthetic benchmark in the real file formats',
@@ -203,6 +206,21 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--no-resume', action='store_true', help='start over even if the run folder holds a state')
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
     tr.set_defaults(func=cmd_train)
+
+    pr = sub.add_parser('predict', help='MESM windows for sentences in a video (Moment-DETR JSON lines)',
+                        description="Localise sentences of one video with a MESM run folder: every annotated sentence of the video in the run's splits, "
+                                    "or the query ids given; video and token features come from the run's data unless given.")
+    pr.add_argument('run_dir', help='a MESM run folder (mesm-prem train mesm, or convert-official)')
+    pr.add_argument('--video', required=True, help='video id (a key of the run\'s video feature files)')
+    pr.add_argument('--queries', nargs='*', help="query ids (default: the video's annotated sentences)")
+    pr.add_argument('--split', help="look for the video's sentences in this split only")
+    pr.add_argument('--text', help='token features of the queries: HDF5 keyed by query id (default: the run\'s text stores)')
+    pr.add_argument('--duration', type=float, help='video duration in seconds (default: from the annotations)')
+    pr.add_argument('--top-k', type=int, default=5, help='windows per sentence (default: %(default)s)')
+    pr.add_argument('--out', help='write JSON lines here instead of stdout')
+    pr.add_argument('--data-root', help='the data folder, when it moved since training')
+    pr.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    pr.set_defaults(func=cmd_predict)
 
     se = sub.add_parser('search', help='search a corpus with a trained PREM run (TVR submission format)',
                         description="Encode a split's corpus with the run's retriever, localise in the top videos, write the TVR-format submission and score it when the split is labelled.")

@@ -160,9 +160,11 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
 # %% ../nbs/09_mesm_run.ipynb #3d0046b1
 class MESMPredictor:
     "Ranked (start, end, score) windows in seconds for sentences in one video, from a run folder."
-    def __init__(self, run_dir, device: str | None = None, which: str = 'best'):
+    def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None):
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self.model, self.exp = load_mesm(run_dir, which, self.device)
+        if data_root: self.exp = dataclasses.replace(self.exp, data=dataclasses.replace(self.exp.data, root=str(data_root)))
+        self._video = None
 
     @torch.no_grad()
     def predict(self, video_feat, words_feats: list, duration: float, top_k: int = 5) -> list:
@@ -184,6 +186,39 @@ class MESMPredictor:
                          torch.cat([wm, wm[:1]]).to(self.device), torch.tensor([B, 1]))
         ev = dataclasses.replace(self.exp.eval, max_after_nms=top_k)
         return [windows_from_outputs(out['pred_logits'][i], out['pred_spans'][i], duration, ev, self.exp.data.clip_len) for i in range(B)]
+
+    def sentences(self, vid: str, splits=None) -> list:
+        "The annotated sentences (`Query`) of video `vid` in the run's splits (all of them unless `splits` is given)."
+        out = []
+        for split in (splits or list(self.exp.data.annotations)):
+            out += [(split, q) for q in read_split(self.exp, split) if q.vid == vid]
+        return out
+
+    def predict_video(self, vid: str, queries: list | None = None, splits=None, top_k: int = 5, duration: float | None = None,
+                      text=None) -> list:
+        """Windows for sentences of video `vid`, all read from the run's data: its video features, and the token
+        features of `queries` (query ids; default: every annotated sentence of the video) from the text store of
+        their split, or from `text` (a `TextStore` or HDF5 path keyed by query id). Moment-DETR-style dicts."""
+        if self._video is None: self._video = video_features(self.exp)
+        if vid not in self._video: raise DataError(f"video {vid!r} is not in the run's video features ({', '.join(self.exp.data.video_features)})")
+        known = {str(q.qid): (split, q) for split, q in self.sentences(vid, splits)}
+        qids = [str(q) for q in queries] if queries else list(known)
+        if not qids: raise DataError(f"video {vid!r} has no annotated sentence in splits {sorted(splits or self.exp.data.annotations)}: give query ids and their text features")
+        if duration is None:
+            if not known: raise DataError(f"the duration of video {vid!r} is unknown: give duration=")
+            duration = next(iter(known.values()))[1].duration
+        store = TextStore(text) if isinstance(text, (str, Path)) else text
+        stores, feats = {}, []
+        for qid in qids:
+            if store is None:
+                if qid not in known: raise DataError(f"query {qid!r} is not an annotated sentence of video {vid!r}: give its text features (text=)")
+                split = known[qid][0]
+                if split not in stores: stores[split] = TextStore(Path(self.exp.data.root)/self.exp.data.text_features[split], dim=self.exp.model.txt_dim, max_words=self.exp.data.max_words_l)
+                feats.append(stores[split][qid].feat)
+            else: feats.append(store[qid].feat)
+        wins = self.predict(self._video(vid).numpy(), feats, duration, top_k)
+        return [dict(qid=q, query=known[q][1].sentence if q in known else None, vid=vid, duration=duration, pred_relevant_windows=w)
+                for q, w in zip(qids, wins)]
 
 # %% ../nbs/09_mesm_run.ipynb #27f22810
 def synthetic_experiment(root, epochs: int = 7, **model_overrides) -> MESMExperiment:

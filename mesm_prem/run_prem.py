@@ -476,10 +476,11 @@ class PREMSearcher:
 
     @torch.no_grad()
     def search(self, query_feats: list, top_k: int = 10) -> list:
-        "query_feats: list of (Lq, Dt) token features -> per query [(vid, start, end, score), ...] best first."
+        "query_feats: list of (Lq, Dt) token features, or query ids of the run's query text store -> per query [(vid, start, end, score), ...] best first."
         if self.corpus_index is None: raise RuntimeError("build or load a corpus index first (searcher.index(...))")
         if not query_feats: raise ValueError("no query to search")
-        qs = [torch.as_tensor(np.asarray(q), dtype=torch.float32) for q in query_feats]
+        read = lambda q: self.inputs.text[str(q)].feat if isinstance(q, (str, int)) else q
+        qs = [torch.as_tensor(np.asarray(read(q)), dtype=torch.float32) for q in query_feats]
         for i, q in enumerate(qs):
             if q.ndim != 2 or q.shape[1] != self.exp.model.txt_dim or len(q) == 0:
                 raise DataError(f"query {i}: token features must be (L, {self.exp.model.txt_dim}), got {tuple(q.shape)}")
@@ -522,7 +523,8 @@ def random_baseline(inputs: PREMInputs, split: str, seed: int = 0) -> dict:
             for _ in range(ev.max_after_nms):
                 v = rng.choice(cands); n = math.ceil(corpus[v][0] / inputs.exp.data.clip_len)
                 i = rng.randrange(n); j = min(n - 1, i + rng.randrange(ev.max_len))
-                out.append([corpus[v][1], i * 1.5, min((j + 1) * 1.5, corpus[v][0]), 0.])
+                cl = inputs.exp.data.clip_len
+                out.append([corpus[v][1], i * cl, min((j + 1) * cl, corpus[v][0]), 0.])
             return out
         sub['VCMR'].append(dict(desc_id=q.qid, predictions=moments(vr[:ev.top_videos])))
         sub['SVMR'].append(dict(desc_id=q.qid, predictions=moments([q.vid])))
