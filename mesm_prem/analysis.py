@@ -164,7 +164,7 @@ def gates_inside_outside(localizer: PREMLocalizer, inputs: PREMInputs, split: st
 
 def plot_prem_gates(gates, mask, vids: list, clip_len: float, streams: list, window=None, gt_vid=None, stats: dict | None = None,
                     sentence: str = '', out=None):
-    "Gate profiles of one query's videos (one panel per video, one line per stream, the moment shaded), and the inside/outside scatter."
+    "Gate profiles of one query's videos (one panel per video, one line per stream, the moment shaded), and the inside/outside scatter (axes zoomed to the gates' range)."
     from mesm_prem.demo import _plt
     plt = _plt()
     names = {'v': 'image (video) stream', 's': 'subtitle stream'}
@@ -174,12 +174,14 @@ def plot_prem_gates(gates, mask, vids: list, clip_len: float, streams: list, win
         n = int(mask[k].sum()); t = (np.arange(n) + 0.5) * clip_len
         for si, s in enumerate(streams): ax.plot(t, gates[k, si, :n].numpy(), label=names.get(s, s))
         if v == gt_vid and window is not None: ax.axvspan(window[0], window[1], color='#2ca02c', alpha=0.2, label='moment')
-        ax.set_title(f"{v}{'  (right video)' if v == gt_vid else ''}", fontsize=9); ax.set_xlabel('seconds'); ax.set_ylim(0, 1)
+        ax.set_title(f"{v}{'  (right video)' if v == gt_vid else ''}", fontsize=9); ax.set_xlabel('seconds')
         if k == 0: ax.set_ylabel('mean gate'); ax.legend(fontsize=7)
     if stats:
         ax = axes[0, -1]
         for s, d in stats.items(): ax.scatter(d['outside'], d['inside'], s=8, alpha=0.6, label=f"{names.get(s, s)}: inside > outside for {100 * np.mean(d['inside'] > d['outside']):.0f}%")
-        ax.plot([0, 1], [0, 1], color='grey', ls='--', lw=1); ax.set_xlim(0, 1); ax.set_ylim(0, 1)
+        vals = np.concatenate([np.concatenate([d['inside'], d['outside']]) for d in stats.values()])
+        lo, hi = (float(vals.min()), float(vals.max())) if len(vals) else (0., 1.)
+        ax.plot([lo, hi], [lo, hi], color='grey', ls='--', lw=1)   # the gates' range: their spread around 0.5 is small
         ax.set_xlabel('mean gate outside the moment'); ax.set_ylabel('inside the moment'); ax.legend(fontsize=7); ax.set_title('every query, its own video', fontsize=9)
     if sentence: fig.suptitle(f"\u201c{sentence}\u201d", fontsize=10)
     fig.tight_layout()

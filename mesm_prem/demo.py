@@ -50,8 +50,9 @@ class DemoConfig:
 
 # %% ../nbs/12_demo.ipynb #77d8bc2d
 def _plt():
-    import matplotlib
-    if 'matplotlib.pyplot' not in __import__('sys').modules: matplotlib.use('Agg')
+    "pyplot; without a display and outside a notebook kernel, the file-only Agg backend."
+    import sys, matplotlib
+    if 'matplotlib.pyplot' not in sys.modules and 'ipykernel' not in sys.modules and not os.environ.get('DISPLAY'): matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
 

@@ -194,15 +194,14 @@ def read_metrics(path) -> list:
 
 def plot_metrics(path, out, keys: list | None = None):
     "Plot the training losses and validation metrics of a `metrics.jsonl` over epochs (PNG)."
-    import matplotlib; matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure     # no pyplot: works under any backend and never changes the process's backend
     recs = read_metrics(path)
     if not recs: return None
     ep = [r['epoch'] for r in recs]
     train_k = [k for k in recs[-1] if k.startswith('train/') and not k.endswith(('acc', 'class_error', 'class_error_0'))]
     val_all = [k for k in recs[-1] if k.startswith('val/')]
     val_k = keys or [k for k in val_all if ('R1' in k or 'mAP' in k or 'miou' in k or k.endswith('r1'))][:6] or val_all[:6]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    fig = Figure(figsize=(11, 4)); ax = fig.subplots(1, 2)
     for k in train_k: ax[0].plot(ep, [r.get(k, np.nan) for r in recs], label=k[6:])
     ax[0].set_yscale('log'); ax[0].set_xlabel('epoch'); ax[0].set_title('training losses'); ax[0].legend(fontsize=7)
     for k in val_k: ax[1].plot(ep, [r.get(k, np.nan) for r in recs], marker='o', label=k[4:])
@@ -210,5 +209,5 @@ def plot_metrics(path, out, keys: list | None = None):
     if val_k: ax[1].legend(fontsize=7)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110); plt.close(fig)
+    fig.savefig(out, dpi=110)
     return out
