@@ -22,6 +22,7 @@ from .run_mesm import mesm_dataset, read_split
 from .run_prem import PREMInputs, PREMExperiment, _load_videos
 from .prem import PREMLocalizer
 from .data import load_config
+from .demo import finish_figure, pyplot
 
 # %% auto #0
 __all__ = ['attention_weights', 'fw_attention_maps', 'token_labels', 'plot_fw_attention', 'principal_directions',
@@ -61,8 +62,7 @@ def token_labels(sentence: str, n: int) -> list:
 
 def plot_fw_attention(maps: list, labels: list, clip_len: float, window=None, title: str = '', out=None):
     "Head-averaged clip-to-word weights of each layer (one panel per layer; clips on x, seconds), the ground-truth window marked."
-    from mesm_prem.demo import _plt
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(maps), figsize=(6.5 * len(maps), 0.35 * len(labels) + 1.8), squeeze=False)
     for li, (ax, A) in enumerate(zip(axes[0], maps)):
         A = np.asarray(A)
@@ -75,9 +75,7 @@ def plot_fw_attention(maps: list, labels: list, clip_len: float, window=None, ti
         fig.colorbar(im, ax=ax, fraction=0.03)
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110); plt.close(fig); return Path(out)
-    return fig
+    return finish_figure(fig, out)
 
 # %% ../nbs/13_analysis.ipynb #f3e2408d
 def principal_directions(A, k: int | None = None, center: bool = True) -> torch.Tensor:
@@ -119,8 +117,7 @@ def mesm_feature_sets(model: MESM, dataset, batch_size: int = 32, device='cpu', 
 
 def plot_subspace_similarity(sets: dict, k: int = 16, ref: str = 'words (projected)', out=None):
     "phi(set, words, i, j) heat maps for each clip feature set, and the diagonal phi(i, i) as curves."
-    from mesm_prem.demo import _plt
-    plt = _plt()
+    plt = pyplot()
     names = [n for n in sets if n != ref]
     k = min(k, min(min(v.shape) for v in sets.values()) - 1)
     grids = {n: subspace_similarity_grid(sets[n], sets[ref], k) for n in names}
@@ -131,9 +128,7 @@ def plot_subspace_similarity(sets: dict, k: int = 16, ref: str = 'words (project
     fig.colorbar(im, ax=axes[:len(names)].tolist(), fraction=0.02)
     for n in names: axes[-1].plot(range(1, k + 1), grids[n].diagonal(), marker='.', label=n)
     axes[-1].set_xlabel('i = j'); axes[-1].set_ylabel('phi(i, i)'); axes[-1].set_ylim(0, 1); axes[-1].legend(fontsize=7); axes[-1].set_title('diagonal', fontsize=9)
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110, bbox_inches='tight'); plt.close(fig); return Path(out), grids
-    return fig, grids
+    return finish_figure(fig, out, bbox_inches='tight'), grids
 
 # %% ../nbs/13_analysis.ipynb #7340bc52
 @torch.no_grad()
@@ -165,8 +160,7 @@ def gates_inside_outside(localizer: PREMLocalizer, inputs: PREMInputs, split: st
 def plot_prem_gates(gates, mask, vids: list, clip_len: float, streams: list, window=None, gt_vid=None, stats: dict | None = None,
                     sentence: str = '', out=None):
     "Gate profiles of one query's videos (one panel per video, one line per stream, the moment shaded), and the inside/outside scatter (axes zoomed to the gates' range)."
-    from mesm_prem.demo import _plt
-    plt = _plt()
+    plt = pyplot()
     names = {'v': 'image (video) stream', 's': 'subtitle stream'}
     ncol = len(vids) + (1 if stats else 0)
     fig, axes = plt.subplots(1, ncol, figsize=(4.3 * ncol, 3.4), squeeze=False)
@@ -185,6 +179,4 @@ def plot_prem_gates(gates, mask, vids: list, clip_len: float, streams: list, win
         ax.set_xlabel('mean gate outside the moment'); ax.set_ylabel('inside the moment'); ax.legend(fontsize=7); ax.set_title('every query, its own video', fontsize=9)
     if sentence: fig.suptitle(f"\u201c{sentence}\u201d", fontsize=10)
     fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110); plt.close(fig); return Path(out)
-    return fig
+    return finish_figure(fig, out)

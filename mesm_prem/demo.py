@@ -19,16 +19,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import SynthConfig, write_synthetic_benchmark
+from .data import SynthConfig, safe_load, write_synthetic_benchmark
 from .metrics import iou_cross
-from .run_mesm import constant_window_baseline, read_split, synthetic_experiment, train_mesm
+from .run_mesm import constant_window_baseline, mean_window, read_split, synthetic_experiment, train_mesm
 from .run_prem import PREMInputs, PREMRetriever, random_baseline, retrieve_split, synthetic_prem_experiment, train_prem
-from .data import safe_load
 from .training import read_metrics
 
 # %% auto #0
-__all__ = ['DemoConfig', 'plot_moment_timeline', 'retrieval_matrix', 'recall_at', 'plot_retrieval', 'plot_training_curves',
-           'machine_info', 'write_summary', 'run_demo']
+__all__ = ['DemoConfig', 'pyplot', 'finish_figure', 'plot_moment_timeline', 'retrieval_matrix', 'recall_at', 'plot_retrieval',
+           'plot_training_curves', 'machine_info', 'write_summary', 'run_demo']
 
 # %% ../nbs/12_demo.ipynb #386eb8bc
 @dataclass
@@ -49,18 +48,25 @@ class DemoConfig:
                    synth=dict(vmr_videos=dict(train=24, val=8, test=8), vcmr_videos=dict(train=24, val=10, test_public=4)))
 
 # %% ../nbs/12_demo.ipynb #77d8bc2d
-def _plt():
+def pyplot():
     "pyplot; without a display and outside a notebook kernel, the file-only Agg backend."
     import sys, matplotlib
     if 'matplotlib.pyplot' not in sys.modules and 'ipykernel' not in sys.modules and not os.environ.get('DISPLAY'): matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     return plt
 
+def finish_figure(fig, out=None, **savefig):
+    "Save `fig` as `out` (PNG, folders made) and close it, returning the path; or return the figure when `out` is None."
+    if out is None: return fig
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110, **savefig); pyplot().close(fig)
+    return Path(out)
+
 def plot_moment_timeline(items: list, out=None, top_k: int = 3, title: str | None = None):
     """`items`: dicts with `sentence`, `duration`, `gt` [[start, end], ...] and `pred` [[start, end, score], ...]
     (best first), optionally `baseline` [start, end]. One panel per item; saved as PNG when `out` is given."""
     if not items: raise ValueError("no sentence to plot")
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(len(items), 1, figsize=(10, 1.55 * len(items) + 0.4), squeeze=False)
     cmap = plt.get_cmap('Blues')
     for ax, it in zip(axes[:, 0], items):
@@ -83,10 +89,7 @@ def plot_moment_timeline(items: list, out=None, top_k: int = 3, title: str | Non
     axes[-1, 0].set_xlabel('seconds')
     if title: fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110); plt.close(fig)
-        return Path(out)
-    return fig
+    return finish_figure(fig, out)
 
 # %% ../nbs/12_demo.ipynb #88e95553
 def retrieval_matrix(retriever: PREMRetriever, inputs: PREMInputs, split: str, device='cpu') -> dict:
@@ -98,7 +101,7 @@ def retrieval_matrix(retriever: PREMRetriever, inputs: PREMInputs, split: str, d
     by_q = {q.qid: q for q in inputs.annotations(split)}
     pos = {v: j for j, v in enumerate(vids)}
     gt = np.array([pos[by_q[q].vid] for q in qids])
-    rank = np.array([int((I[i] == gt[i]).nonzero()[0, 0]) + 1 for i in range(len(qids))])
+    rank = ((I == torch.as_tensor(gt)[:, None]).float().argmax(1) + 1).numpy()    # I holds every video once per query
     return dict(qids=list(qids), vids=list(vids), scores=full.numpy(), gt=gt, rank=rank)
 
 def recall_at(rank, k: int) -> float:
@@ -107,7 +110,7 @@ def recall_at(rank, k: int) -> float:
 
 def plot_retrieval(m: dict, out=None, n_queries: int = 30, title: str | None = None):
     "Heat map of `n_queries` queries x the corpus (right video circled), the rank histogram and the R@k curve of `retrieval_matrix`'s output."
-    plt = _plt()
+    plt = pyplot()
     S, gt, rank = m['scores'], m['gt'], m['rank']
     Q, V = S.shape
     n = min(n_queries, Q)
@@ -133,10 +136,7 @@ def plot_retrieval(m: dict, out=None, n_queries: int = 30, title: str | None = N
     ax[2].legend(fontsize=8, loc='lower right')
     if title: fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110); plt.close(fig)
-        return Path(out)
-    return fig
+    return finish_figure(fig, out)
 
 # %% ../nbs/12_demo.ipynb #27f6bbf8
 _CURVE_KEYS = {'mesm': ['MR-full-R1@0.5', 'MR-full-R1@0.7', 'MR-full-mAP', 'MR-full-miou'],
@@ -144,7 +144,7 @@ _CURVE_KEYS = {'mesm': ['MR-full-R1@0.5', 'MR-full-R1@0.7', 'MR-full-mAP', 'MR-f
 
 def plot_training_curves(runs: dict, out=None):
     "`runs`: name -> metrics.jsonl (a run folder's log) -> one row of (losses, validation metrics) per run."
-    plt = _plt()
+    plt = pyplot()
     runs = {k: read_metrics(v) for k, v in runs.items()}
     runs = {k: v for k, v in runs.items() if v}
     if not runs: raise ValueError("no training log to plot")
@@ -160,10 +160,7 @@ def plot_training_curves(runs: dict, out=None):
         if keys: b.legend(fontsize=7)
         for x in (a, b): x.xaxis.get_major_locator().set_params(integer=True)
     fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True); fig.savefig(out, dpi=110); plt.close(fig)
-        return Path(out)
-    return fig
+    return finish_figure(fig, out)
 
 # %% ../nbs/12_demo.ipynb #8ccb81b5
 def _row(name, m: dict, keys: list) -> str:
@@ -219,10 +216,6 @@ def _timeline_items(exp, sub_file, n: int, seed: int, baseline_window) -> list:
                           baseline=[baseline_window[0] * q.duration, baseline_window[1] * q.duration]))
     return items
 
-def _mean_window(ann) -> tuple:
-    w = np.mean([[q.windows[0][0] / q.duration, q.windows[0][1] / q.duration] for q in ann if q.windows], 0)
-    return float(w[0]), float(w[1])
-
 def run_demo(out='mesm_prem_demo', cfg: DemoConfig | None = None, device: str | None = None, progress: bool = True, log=print,
              command: str = 'mesm-prem demo') -> dict:
     "Write the benchmark, train and evaluate MESM and PREM, write `out/report/`; returns the report dict."
@@ -266,7 +259,7 @@ def run_demo(out='mesm_prem_demo', cfg: DemoConfig | None = None, device: str | 
     retriever.load_state_dict(safe_load(out/'runs'/'prem'/'retriever'/'checkpoints'/'best.pt', device))
     rm = retrieval_matrix(retriever, inputs, split, device)
     plot_retrieval(rm, rep/'prem_retrieval.png', cfg.n_heatmap, title=f'PREM retriever on the synthetic {split} corpus')
-    items = _timeline_items(mexp, out/'runs'/'mesm'/'predictions'/'test_submission.jsonl', cfg.n_timeline, cfg.seed, _mean_window(train_ann))
+    items = _timeline_items(mexp, out/'runs'/'mesm'/'predictions'/'test_submission.jsonl', cfg.n_timeline, cfg.seed, mean_window(train_ann))
     plot_moment_timeline(items, rep/'moment_timeline.png', title='MESM on synthetic test sentences: ground truth, top windows, baseline')
     plot_training_curves({'mesm': out/'runs'/'mesm'/'metrics.jsonl', 'retriever': out/'runs'/'prem'/'retriever'/'metrics.jsonl',
                           'localizer': out/'runs'/'prem'/'localizer'/'metrics.jsonl'}, rep/'training_curves.png')

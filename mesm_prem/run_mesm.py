@@ -26,7 +26,7 @@ from .training import Trainer, TrainerConfig, seed_everything
 # %% auto #0
 __all__ = ['read_split', 'video_features', 'mesm_dataset', 'default_word_weights', 'mesm_step', 'windows_from_outputs',
            'predict_loader', 'ground_truth', 'evaluate_mesm', 'train_mesm', 'MESMPredictor', 'synthetic_experiment',
-           'constant_window_baseline']
+           'mean_window', 'constant_window_baseline']
 
 # %% ../nbs/09_mesm_run.ipynb #80a07a21
 def read_split(exp: MESMExperiment, split: str) -> Annotations:
@@ -164,7 +164,7 @@ class MESMPredictor:
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         self.model, self.exp = load_mesm(run_dir, which, self.device)
         if data_root: self.exp = dataclasses.replace(self.exp, data=dataclasses.replace(self.exp.data, root=str(data_root)))
-        self._video = None
+        self._video, self._ann = None, {}
 
     @torch.no_grad()
     def predict(self, video_feat, words_feats: list, duration: float, top_k: int = 5) -> list:
@@ -191,7 +191,10 @@ class MESMPredictor:
         "The annotated sentences (`Query`) of video `vid` in the run's splits (all of them unless `splits` is given)."
         out = []
         for split in (splits or list(self.exp.data.annotations)):
-            out += [(split, q) for q in read_split(self.exp, split) if q.vid == vid]
+            if split not in self._ann:                                   # parsed once per predictor, grouped in file order
+                self._ann[split] = {}
+                for q in read_split(self.exp, split): self._ann[split].setdefault(q.vid, []).append(q)
+            out += [(split, q) for q in self._ann[split].get(vid, [])]
         return out
 
     def predict_video(self, vid: str, queries: list | None = None, splits=None, top_k: int = 5, duration: float | None = None,
@@ -236,8 +239,13 @@ def synthetic_experiment(root, epochs: int = 7, **model_overrides) -> MESMExperi
     train = dataclasses.replace(e.train, epochs=epochs, batch_size=8, eval_batch_size=32, lr=3e-3, seed=0, stop_score='MR-full-mAP')
     return dataclasses.replace(e, name='synthetic', model=model, data=data, train=train)
 
+def mean_window(train_ann: Annotations) -> tuple:
+    "The mean (start, end) of the first ground-truth windows, as fractions of their videos' durations."
+    m = np.mean([[w[0] / q.duration, w[1] / q.duration] for q in train_ann for w in q.windows[:1]], 0)
+    return float(m[0]), float(m[1])
+
 def constant_window_baseline(train_ann: Annotations, test_ann: Annotations) -> dict:
     "Metrics of predicting, for every test sentence, the mean normalised training window."
-    mom = np.mean([[w[0] / q.duration, w[1] / q.duration] for q in train_ann for w in q.windows[:1]], 0)
+    mom = mean_window(train_ann)
     sub = [dict(qid=q.qid, pred_relevant_windows=[[round(mom[0] * q.duration, 4), round(mom[1] * q.duration, 4), 1.0]]) for q in test_ann]
     return eval_vmr(sub, ground_truth(test_ann))['brief']
