@@ -14,18 +14,59 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['attend', 'MultiHeadAttention', 'exact_attention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding',
-           'inverse_sigmoid', 'FeedForward', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder',
-           'TransformerLayer', 'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead',
-           'segment_max_pool']
+__all__ = ['keep_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention', 'exact_attention',
+           'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid', 'FeedForward',
+           'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder', 'TransformerLayer', 'FusionLayer',
+           'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead', 'segment_max_pool']
+
+# %% ../nbs/03_attention.ipynb #dcbc563b
+class _KeepScale(torch.autograd.Function):
+    "y = x * keep * scale with the keep mask saved as bool."
+    @staticmethod
+    def forward(ctx, x, keep, scale: float):
+        ctx.save_for_backward(keep); ctx.scale = scale
+        return torch.mul(x, keep).mul_(scale)
+    @staticmethod
+    def backward(ctx, g):
+        keep, = ctx.saved_tensors
+        return torch.mul(g, keep).mul_(ctx.scale), None, None
+
+def keep_mask(shape, p: float) -> tuple:
+    "A bool mask of `shape`, True with probability q = 1 - round(p * 2**15) / 2**15, from 15-bit uniform draws; returns (mask, q)."
+    t = round(p * 32768)
+    n = math.prod(shape)
+    r = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:n]   # random_: uniform on [0, 2**31)
+    return (r.bitwise_and_(0x7FFF) >= t).view(shape), 1. - t / 32768
+
+def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    "Inverted dropout; on CPU with a mask from 16-bit uniform draws (`keep_mask`), elsewhere `F.dropout`."
+    if not training or p == 0.: return x
+    if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    if x.device.type != 'cpu': return F.dropout(x, p, True)
+    keep, q = keep_mask(x.shape, p)
+    return _KeepScale.apply(x, keep, 1. / q)
+
+class Dropout(nn.Dropout):
+    "`nn.Dropout` computed by `dropout`."
+    def forward(self, x): return dropout(x, self.p, self.training)
 
 # %% ../nbs/03_attention.ipynb #c26e1f28
+def attention_kernel(q, k, v, mask=None, dropout_p: float = 0.) -> torch.Tensor:
+    """softmax(q k' / sqrt(E) + mask) v on (B, H, L, E) heads; `mask` broadcastable to (B, H, Lq, Lk), True = attend.
+    `F.scaled_dot_product_attention`, except for attention dropout on CPU: there SDPA's dropout path is about 8x
+    slower than without dropout, so the product, softmax and `dropout` are written out."""
+    if dropout_p == 0. or q.device.type != 'cpu':
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+    s = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None: s = s.masked_fill(~mask, float('-inf'))
+    return torch.matmul(dropout(s.softmax(-1), dropout_p), v)
+
 def attend(q, k, v, n_heads: int, key_mask=None, dropout: float = 0., training: bool = False) -> torch.Tensor:
     """Multi-head attention without projections: q (B, Lq, E), k (B, Lk, E), v (B, Lk, Ev) -> (B, Lq, Ev).
     `key_mask` (B, Lk) bool, True = attend. Scale 1 / sqrt(E / n_heads)."""
     q, k, v = (rearrange(t, 'b l (h e) -> b h l e', h=n_heads) for t in (q, k, v))
     mask = None if key_mask is None else key_mask[:, None, None, :]
-    o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout if training else 0.)
+    o = attention_kernel(q, k, v, mask, dropout if training else 0.)
     return rearrange(o, 'b h l e -> b l (h e)')
 
 class MultiHeadAttention(nn.Module):
@@ -52,7 +93,7 @@ class LinearLayer(nn.Module):
     def __init__(self, d_in: int, d_out: int, layer_norm: bool = True, dropout: float = 0.1, relu: bool = True):
         super().__init__()
         self.norm = nn.LayerNorm(d_in) if layer_norm else nn.Identity()
-        self.drop, self.linear, self.relu = nn.Dropout(dropout), nn.Linear(d_in, d_out), relu
+        self.drop, self.linear, self.relu = Dropout(dropout), nn.Linear(d_in, d_out), relu
     def forward(self, x):
         x = self.linear(self.drop(self.norm(x)))
         return F.relu(x) if self.relu else x
@@ -94,7 +135,7 @@ class FeedForward(nn.Module):
     "Linear(d, F) -> PReLU (or ReLU) -> Dropout -> Linear(F, d): (..., d) -> (..., d)."
     def __init__(self, d: int, d_ff: int, dropout: float = 0.1, activation: str = 'prelu'):
         super().__init__()
-        self.linear1, self.linear2, self.drop = nn.Linear(d, d_ff), nn.Linear(d_ff, d), nn.Dropout(dropout)
+        self.linear1, self.linear2, self.drop = nn.Linear(d, d_ff), nn.Linear(d_ff, d), Dropout(dropout)
         self.act = nn.PReLU() if activation == 'prelu' else nn.ReLU() if activation == 'relu' else nn.GELU()
     def forward(self, x): return self.linear2(self.drop(self.act(self.linear1(x))))
 
@@ -104,12 +145,12 @@ class T2VLayer(nn.Module):
         super().__init__()
         self.attn = MultiHeadAttention(d, n_heads, dropout)
         self.official_mask = official_mask
-        self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout)
+        self.drop1, self.drop2 = Dropout(dropout), Dropout(dropout)
         self.norm1, self.ffn, self.norm2 = nn.LayerNorm(d), FeedForward(d, d_ff, dropout), nn.LayerNorm(d)
         if second_ffn:
             self.norm1_mlm, self.ffn_mlm, self.norm2_mlm = nn.LayerNorm(d), FeedForward(d, d_ff, dropout), nn.LayerNorm(d)
             self.ffn_mlm.act = self.ffn.act   # one PReLU slope per layer, shared by both feed-forwards (as the official layer)
-            self.drop2_mlm = nn.Dropout(dropout)
+            self.drop2_mlm = Dropout(dropout)
         self.second_ffn = second_ffn
 
     def _attn(self, q, k, v, y_mask, x_mask):
@@ -120,7 +161,7 @@ class T2VLayer(nn.Module):
         tiled = rearrange(both_pad.repeat(H, 1, 1), '(b h) i j -> b h i j', h=H)    # what MHA reads, head-major
         allowed = ~tiled & y_mask[:, None, None, :]
         qh, kh, vh = (rearrange(t, 'b l (h e) -> b h l e', h=H) for t in (a.q_proj(q), a.k_proj(k), a.v_proj(v)))
-        o = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=allowed, dropout_p=a.dropout if self.training else 0.)
+        o = attention_kernel(qh, kh, vh, allowed, a.dropout if self.training else 0.)
         return a.out_proj(rearrange(o, 'b h l e -> b l (h e)'))
 
     def forward(self, x, y, y_mask, x_pos=None, y_pos=None, mlm: bool = False, x_mask=None):
@@ -150,7 +191,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.attn = MultiHeadAttention(d, n_heads, dropout)
         self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
-        self.ffn, self.drop1, self.drop2 = FeedForward(d, d_ff, dropout, activation), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.ffn, self.drop1, self.drop2 = FeedForward(d, d_ff, dropout, activation), Dropout(dropout), Dropout(dropout)
     def forward(self, x, mask, pos=None):
         "`mask` (B, L) True on positions others may attend to."
         qk = x if pos is None else x + pos
@@ -169,7 +210,7 @@ class DABDecoderLayer(nn.Module):
         self.ca_qp = L() if first else None
         self.ca_out = nn.Linear(d, d)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.drop1, self.drop2, self.drop3 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
+        self.drop1, self.drop2, self.drop3 = Dropout(dropout), Dropout(dropout), Dropout(dropout)
         self.ffn = FeedForward(d, d_ff, dropout)
         self.n_heads, self.dropout, self.first = n_heads, dropout, first
 
@@ -231,7 +272,7 @@ class FusionLayer(nn.Module):
         super().__init__()
         self.self_attn, self.cross_attn = MultiHeadAttention(d, n_heads, dropout), MultiHeadAttention(d, n_heads, dropout)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
-        self.ffn, self.drop = FeedForward(d, d_ff, dropout, 'relu'), nn.Dropout(dropout)
+        self.ffn, self.drop = FeedForward(d, d_ff, dropout, 'relu'), Dropout(dropout)
     def forward(self, x, x_mask, q, q_mask):
         x = self.norm1(x + self.drop(self.self_attn(x, x, x, x_mask)))
         x = self.norm2(x + self.drop(self.cross_attn(x, q, q, q_mask)))

@@ -104,7 +104,8 @@ def cmd_train(a) -> int:
     else: exp = synthetic_experiment(a.synthetic)
     exp = apply_overrides(exp, a.set or [])
     res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
-    print(json.dumps(res, indent=1))
+    from mesm_prem.training import is_main_process
+    if is_main_process(): print(json.dumps(res, indent=1))   # under torchrun: rank 0 reports
     return 0
 
 # %% ../nbs/11_cli.ipynb #acfa3733
@@ -195,7 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     co.set_defaults(func=cmd_convert_official)
 
     tr = sub.add_parser('train', help='train a model (mesm or prem) and evaluate it into a run folder',
-                        description='Train MESM or PREM from a JSON config, a preset or the synthetic benchmark; evaluates and writes a run folder.')
+                        description='Train MESM or PREM from a JSON config, a preset or the synthetic benchmark; evaluates and writes a run folder. '
+                                    'Data-parallel on several processes: torchrun --standalone --nproc_per_node N -m mesm_prem.cli train ... '
+                                    '(the configured batch sizes are global; rank 0 writes the run folder).')
     tr.add_argument('model', choices=['mesm', 'prem'], help='the model to train')
     tr.add_argument('--config', help='a JSON experiment config (e.g. a run folder\'s config.json)')
     tr.add_argument('--preset', help='a preset (mesm: %s; prem: tvr, didemo); point data.root at your copy with --set' % ', '.join(sorted(MESM_PRESETS)))

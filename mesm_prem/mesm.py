@@ -53,6 +53,7 @@ class MESMConfig:
     share_mlp: bool = True
     official_mask: bool = True
     global_token_padding: bool = True
+    dedup_video: bool = True
 
     def __post_init__(self):
         if self.ss_context not in ('official', 'sentences'): raise ValueError("ss_context must be 'official' or 'sentences'")
@@ -141,11 +142,29 @@ class MESM(nn.Module):
         if self.fw_mesm is None: return video
         return self.fw_mesm(video, words, words_mask, vid_pos, None, x_mask=video_mask)
 
-    def reconstruct_sentence(self, video_raw, video_mask, sentence, group_sizes):
-        "SS-MESM: the row's own sentence slot, masked and rebuilt from the video -> (B, d) L2-normalised."
+    def project_videos(self, video_feat, group_sizes) -> torch.Tensor:
+        """Input projection of the clips (B, L, Dv) -> (B, L, d). With `dedup_video`, the first row of every group
+        is projected and given to the group's rows (the rows must then repeat their video's features: checked)."""
+        if not self.cfg.dedup_video: return self.input_vid_proj(video_feat)
+        gs = torch.as_tensor([int(g) for g in group_sizes], device=video_feat.device)
+        if int(gs.sum()) != len(video_feat): raise ValueError(f"group_sizes sum to {int(gs.sum())}, but there are {len(video_feat)} rows")
+        if len(gs) == len(video_feat): return self.input_vid_proj(video_feat)
+        first, rows = torch.cumsum(gs, 0) - gs, torch.repeat_interleave(torch.arange(len(gs), device=gs.device), gs)
+        uniq = video_feat[first]
+        for dim in (1, 2):   # cheap check that every row carries its group's video: sums over clips and over features
+            a, b = video_feat.sum(dim), uniq.sum(dim)[rows]
+            if not torch.allclose(a, b, rtol=1e-5, atol=1e-5):
+                bad = int((a - b).abs().flatten(1).amax(1).argmax())
+                raise ValueError(f"row {bad} does not carry the video features of its group (row {int(first[rows[bad]])}); "
+                                 "rows of a group must repeat one video's features (or set MESMConfig.dedup_video=False)")
+        return self.input_vid_proj(uniq)[rows]
+
+    def reconstruct_sentence(self, video_raw, video_mask, sentence, group_sizes, projected=None):
+        """SS-MESM: the row's own sentence slot, masked and rebuilt from the video -> (B, d) L2-normalised.
+        `projected`: the clips already projected (`dedup_video`); otherwise a second projection (fresh dropout), as the official code."""
         c = self.cfg
         sets, set_mask, slot = group_sets(sentence, group_sizes)
-        vid = self.input_vid_proj(video_raw)                    # a second pass (fresh dropout), as the official code
+        vid = self.input_vid_proj(video_raw) if projected is None else projected
         slots = self.input_txt_proj(sets)
         slots = torch.where(slot[..., None], self.masked_sent_token.expand_as(slots), slots)
         if c.ss_context == 'sentences':
@@ -172,9 +191,9 @@ class MESM(nn.Module):
         tok = lambda t: self.input_txt_proj(t[None, None])[0, 0]
         w = torch.where(unknown_mask[..., None], tok(self.unknown_token), projed_words)
         w = torch.where(masked_words[..., None], tok(self.masked_token), w)
-        n = clip_mask.sum(1).tolist()
-        clips, cmask = pad_sequences(list(torch.split(projed_video[clip_mask], n)))
-        cpos, _ = pad_sequences(list(torch.split(vid_pos[clip_mask], n)))
+        order = torch.sort((~clip_mask).to(torch.uint8), dim=1, stable=True)[1][:, :int(clip_mask.sum(1).max())]   # the moment's clips first, in order
+        take = lambda t: t.gather(1, order[..., None].expand(-1, -1, t.shape[-1]))
+        clips, cpos, cmask = take(projed_video), take(vid_pos), clip_mask.gather(1, order)
         out = self.fw_mesm(w, clips, cmask, None, cpos, mlm=True, x_mask=words_mask)
         return self.mlm_head(out), out
 
@@ -186,12 +205,12 @@ class MESM(nn.Module):
         runs (training). Returns the official output names (shapes in the notebook)."""
         c = self.cfg
         words, sentence = postprocess_text(words_feat, words_mask, c.normalize_txt)
-        pv, pw = self.input_vid_proj(video_feat), self.input_txt_proj(words)
+        pv, pw = self.project_videos(video_feat, group_sizes), self.input_txt_proj(words)
         vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
         enhanced = self.enhance(pv, video_mask, vid_pos, pw, words_mask)
         out = dict(projed_video_feat=pv, projed_words_feat=pw, enhanced_video_feat=enhanced, vid_position=vid_pos, sentence_feat=sentence)
         if c.ss:
-            recon = self.reconstruct_sentence(video_feat, video_mask, sentence, group_sizes)
+            recon = self.reconstruct_sentence(video_feat, video_mask, sentence, group_sizes, pv if c.dedup_video else None)
             xw = torch.cat([recon[:, None], pw], 1)
             xm = torch.cat([torch.ones_like(words_mask[:, :1]), words_mask], 1)
             out.update(recon_feat=recon, projed_recon_feat=self.recon_proj(recon))

@@ -21,7 +21,7 @@ from .spans import span_cxw_to_xx, temporal_nms
 from .losses import targets_from_batch
 from .metrics import eval_vmr
 from .mesm import *
-from .training import Trainer, TrainerConfig, seed_everything
+from .training import Trainer, TrainerConfig, seed_everything, init_distributed, ShardedBatchSampler
 
 # %% auto #0
 __all__ = ['read_split', 'video_features', 'mesm_dataset', 'default_word_weights', 'mesm_step', 'windows_from_outputs',
@@ -124,8 +124,10 @@ def evaluate_mesm(model, dataset: VMRDataset, exp: MESMExperiment, device='cpu')
 
 # %% ../nbs/09_mesm_run.ipynb #21648334
 def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: bool = True, progress: bool = True) -> dict:
-    "Train, select and evaluate a MESM experiment; returns the final metrics per split."
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    """Train, select and evaluate a MESM experiment; returns the final metrics per split. Under `torchrun` every
+    process trains on its share of each batch (`train.batch_size` is the global batch); rank 0 evaluates and writes
+    the run folder, the other ranks return {}."""
+    rank, world, device = init_distributed(device)
     t, run = exp.train, Path(run_dir)
     seed_everything(t.seed)
     video = video_features(exp)
@@ -134,6 +136,11 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
     sel_ds = mesm_dataset(exp, sel_split, video)
     model, crit = MESM(exp.model), exp.criterion()
     loader = vmr_loader(train_ds, t.batch_size, train=True, seed=t.seed, num_workers=t.num_workers)
+    if world > 1:
+        if t.batch_size < 2 * world: raise ValueError(f"batch_size {t.batch_size} gives fewer than 2 videos to each of {world} processes")
+        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=ShardedBatchSampler(loader.batch_sampler), collate_fn=loader.collate_fn,
+                                             num_workers=t.num_workers, persistent_workers=loader.persistent_workers)
+        seed_everything(t.seed + rank)   # the weights are rank 0's (DDP broadcasts them); dropout differs per rank
     def make_loader(epoch):
         set_vmr_epoch(loader, epoch); return loader
     def evaluate(m):
@@ -141,9 +148,10 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
         return dict(metrics['brief'])
     cfg = TrainerConfig(lr=t.lr, weight_decay=t.weight_decay, lr_drop=t.lr_drop, lr_gamma=t.lr_gamma, epochs=t.epochs, grad_clip=t.grad_clip,
                         stop_score=t.stop_score, patience=t.max_es_cnt, amp=t.amp, progress=progress, save_every=50)
-    run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
+    if rank == 0: run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
     trainer = Trainer(model, lambda m, b: mesm_step(m, b, crit, device), make_loader, evaluate, run, cfg, device)
     state = trainer.fit(resume=resume)
+    if rank != 0: return {}
     model.load_state_dict(safe_load(run/'checkpoints'/'best.pt', device))
     results = {}
     for split in dict.fromkeys([sel_split] + list(exp.data.eval_splits)):

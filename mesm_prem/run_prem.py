@@ -22,7 +22,7 @@ from .data import (CorpusChunks, VCMRDataset, VCMRQueryDataset, _video_and_subs,
 from .spans import temporal_nms, topk_moments
 from .metrics import eval_vcmr
 from .prem import PREMConfig, PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
-from .training import Trainer, TrainerConfig, seed_everything
+from .training import Trainer, TrainerConfig, seed_everything, init_distributed, dist_info, ShardedBatchSampler
 
 # %% auto #0
 __all__ = ['PREM_PRESETS', 'PREMData', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'prem_config', 'PREMInputs',
@@ -376,7 +376,10 @@ def flat_metrics(m: dict) -> dict:
 # %% ../nbs/10_prem_run.ipynb #9ec65451
 def _vcmr_loader(ds, batch, seed, epoch, workers, collate, shuffle=True):
     g = torch.Generator().manual_seed(seed * 1000 + epoch)
-    return DataLoader(ds, batch_size=batch, shuffle=shuffle, generator=g, collate_fn=collate, num_workers=workers)
+    if dist_info()[1] == 1: return DataLoader(ds, batch_size=batch, shuffle=shuffle, generator=g, collate_fn=collate, num_workers=workers)
+    order = torch.utils.data.RandomSampler(ds, generator=g) if shuffle else range(len(ds))   # the single-process batches, shared out
+    return DataLoader(ds, batch_sampler=ShardedBatchSampler(torch.utils.data.BatchSampler(order, batch, drop_last=False)),
+                      collate_fn=collate, num_workers=workers)
 
 def _trainer_cfg(t: PREMTrain, epochs, steps, stop, progress) -> TrainerConfig:
     return TrainerConfig(lr=t.lr, weight_decay=t.weight_decay, schedule='linear', warmup=t.warmup, steps_per_epoch=steps,
@@ -394,15 +397,18 @@ def rank_training_corpus(retriever, inputs: PREMInputs, device='cpu') -> dict:
     return {str(q): [vids[p] for p in r] for q, r in zip(qids, I.tolist())}
 
 def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: bool = True, progress: bool = True) -> dict:
-    "Train both stages, search every evaluation split; returns the metrics per split."
-    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    """Train both stages, search every evaluation split; returns the metrics per split. Under `torchrun` the processes
+    share every training batch (the configured batches are global); rank 0 mines the hard negatives, evaluates,
+    searches and writes the run folder; the other ranks return {}."""
+    rank, world, device = init_distributed(device)
     t, run = exp.train, Path(run_dir)
-    run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
+    if rank == 0: run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
     inputs = PREMInputs(exp)
     train_ds = inputs.dataset(exp.data.train_split)
     # -- stage 1: the retriever
     seed_everything(t.seed)
     retriever = PREMRetriever(exp.model)
+    if world > 1: seed_everything(t.seed + 1000 * rank)
     steps = math.ceil(len(train_ds) / t.retriever_batch)
     tr = Trainer(retriever, lambda m, b: retriever_loss(m, b.to(device)),
                  lambda ep: _vcmr_loader(train_ds, t.retriever_batch, t.seed, ep, t.num_workers, collate_vcmr),
@@ -412,14 +418,16 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
     retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/'best.pt', device))
     # -- stage 2: hard negatives from the retriever's ranking of the training corpus
     neg_file = run/'hard_negatives.json'
-    if not neg_file.exists():
+    if rank == 0 and not neg_file.exists():
         tmp = neg_file.with_name(neg_file.name + '.partial')
         tmp.write_text(json.dumps(rank_training_corpus(retriever, inputs, device))); tmp.replace(neg_file)
+    if world > 1: torch.distributed.barrier()
     ranking = json.loads(neg_file.read_text())
     hard = HardNegativeDataset(train_ds, ranking, t.n_neg, t.neg_pool, t.seed)
     # -- stage 3: the localizer, selected with the validation retrieval computed once
     seed_everything(t.seed + 1)
     localizer = PREMLocalizer(exp.model)
+    if world > 1: seed_everything(t.seed + 1 + 1000 * rank)   # dropout differs per rank (the weights are rank 0's)
     val_retrieval = {}
     def evaluate(m):
         split = exp.data.val_split
@@ -431,6 +439,7 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
     lt = Trainer(localizer, lambda m, b: localizer_loss(m, b.to(device)), loader, evaluate if t.select else None, run/'localizer',
                  _trainer_cfg(t, t.localizer_epochs, math.ceil(len(hard) / t.localizer_batch), t.localizer_stop, progress), device)
     lt.fit(resume=resume)
+    if rank != 0: return {}
     localizer.load_state_dict(safe_load(run/'localizer'/'checkpoints'/'best.pt', device))
     # -- stage 4: search every evaluation split
     results = {}

@@ -26,8 +26,9 @@ from .features import DataError
 from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'linear_warmup_decay', 'TrainerConfig',
-           'Trainer', 'read_metrics', 'plot_metrics']
+__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'dist_info', 'is_main_process',
+           'init_distributed', 'ShardedBatchSampler', 'linear_warmup_decay', 'TrainerConfig', 'Trainer', 'read_metrics',
+           'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -54,6 +55,56 @@ def flush_denormal_enabled() -> bool:
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+
+# %% ../nbs/08_training.ipynb #69bb50f1
+def dist_info() -> tuple:
+    "(rank, world size) of this process: (0, 1) unless a process group is initialised."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+def is_main_process() -> bool:
+    "Rank 0 (or no process group): the process that writes checkpoints, logs and reports."
+    return dist_info()[0] == 0
+
+def init_distributed(device: str | None = None, backend: str | None = None) -> tuple:
+    """Join the process group `torchrun` describes in the environment; returns (rank, world size, device).
+    Without one (no `WORLD_SIZE` > 1) nothing happens: (0, 1, device). gloo on CPU, NCCL on CUDA (`backend` overrides);
+    on CUDA every rank takes the GPU of its `LOCAL_RANK`."""
+    import torch.distributed as dist
+    device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    world = int(os.environ.get('WORLD_SIZE', '1'))
+    if world <= 1: return 0, 1, device
+    for k in ('RANK', 'MASTER_ADDR', 'MASTER_PORT'):
+        if k not in os.environ: raise RuntimeError(f"WORLD_SIZE={world} but {k} is not set: start the processes with torchrun")
+    cuda = torch.device(device).type == 'cuda'
+    if cuda:
+        local = int(os.environ.get('LOCAL_RANK', '0'))
+        torch.cuda.set_device(local); device = f'cuda:{local}'
+    if not dist.is_initialized(): dist.init_process_group(backend or ('nccl' if cuda else 'gloo'))
+    return dist.get_rank(), dist.get_world_size(), device
+
+class ShardedBatchSampler(torch.utils.data.Sampler):
+    "Rank `rank`'s contiguous `1/world` part of every batch of `batch_sampler` (default: this process's rank and world)."
+    def __init__(self, batch_sampler, rank: int | None = None, world: int | None = None):
+        r, w = dist_info()
+        self.batch_sampler, self.rank, self.world = batch_sampler, r if rank is None else rank, w if world is None else world
+        if not 0 <= self.rank < self.world: raise ValueError(f"rank {self.rank} is not in [0, {self.world})")
+    def set_epoch(self, epoch: int):
+        if hasattr(self.batch_sampler, 'set_epoch'): self.batch_sampler.set_epoch(epoch)
+    def __iter__(self):
+        for b in self.batch_sampler:
+            b = list(b)
+            if len(b) < self.world: raise ValueError(f"a batch of {len(b)} items cannot be shared by {self.world} processes (raise the batch size)")
+            yield [int(i) for i in np.array_split(np.asarray(b), self.world)[self.rank]]
+    def __len__(self): return len(self.batch_sampler)
+
+class _StepModule(nn.Module):
+    "The training step as a module, so that `DistributedDataParallel` sees the whole loss computation as one forward."
+    def __init__(self, model: nn.Module, step_fn: Callable):
+        super().__init__()
+        self.model, self.step_fn = model, step_fn
+    def forward(self, batch): return self.step_fn(self.model, batch)
 
 # %% ../nbs/08_training.ipynb #f267b927
 def linear_warmup_decay(total_steps: int, warmup: float = 0.01):
@@ -90,6 +141,13 @@ class Trainer:
                  cfg: TrainerConfig = TrainerConfig(), device='cpu', config_json: dict | None = None):
         self.model, self.step_fn, self.make_loader, self.evaluate = model.to(device), step_fn, make_loader, evaluate
         self.run, self.cfg, self.device = Path(run_dir), cfg, torch.device(device)
+        self.rank, self.world = dist_info()
+        self.main = self.rank == 0
+        self.ddp = None
+        if self.world > 1:   # rank 0's weights are broadcast here, gradients averaged in backward
+            from torch.nn.parallel import DistributedDataParallel
+            ids = [self.device.index or 0] if self.device.type == 'cuda' else None
+            self.ddp = DistributedDataParallel(_StepModule(self.model, step_fn), device_ids=ids, find_unused_parameters=True)
         self.ckpt = self.run/'checkpoints'
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -99,12 +157,15 @@ class Trainer:
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_warmup_decay(cfg.epochs * cfg.steps_per_epoch, cfg.warmup))
         else: raise ValueError(f"schedule must be 'step' or 'linear', got {cfg.schedule!r}")
         self.state = dict(epoch=0, step_in_epoch=0, global_step=0, best=None, best_epoch=-1, bad_epochs=0)
-        self.run.mkdir(parents=True, exist_ok=True)
-        if config_json is not None: (self.run/'config.json').write_text(json.dumps(config_json, indent=1) + '\n')
+        if self.main:
+            self.run.mkdir(parents=True, exist_ok=True)
+            if config_json is not None: (self.run/'config.json').write_text(json.dumps(config_json, indent=1) + '\n')
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save_state(self):
-        "The resumable state (weights, optimiser, schedule, generators, position): `last.pt` and `state.pt`."
+        """The resumable state (weights, optimiser, schedule, generators, position): `last.pt` and `state.pt`, written by
+        rank 0; under `torchrun` the other ranks write only their generators (`rng_rank<r>.pt`)."""
+        if not self.main: atomic_save(rng_state(), self.ckpt/f'rng_rank{self.rank}.pt'); return
         atomic_save(self.model.state_dict(), self.ckpt/'last.pt')
         atomic_save(dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), rng=rng_state(), trainer=dict(self.state)),
                     self.ckpt/'state.pt')
@@ -115,10 +176,13 @@ class Trainer:
         st = safe_load(self.ckpt/'state.pt', self.device)
         self.model.load_state_dict(safe_load(self.ckpt/'last.pt', self.device))
         self.opt.load_state_dict(st['optimizer']); self.sched.load_state_dict(st['scheduler'])
-        self.state.update(st['trainer']); set_rng_state(st['rng'])
+        self.state.update(st['trainer'])
+        mine = self.ckpt/f'rng_rank{self.rank}.pt'
+        set_rng_state(safe_load(mine) if not self.main and mine.exists() else st['rng'])
         return True
 
     def log(self, rec: dict):
+        if not self.main: return
         with open(self.run/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
 
     def _better(self, v):
@@ -130,8 +194,12 @@ class Trainer:
         self.model.train()
         amp = self.cfg.amp and self.device.type == 'cuda'
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=amp):
-            losses, total = self.step_fn(self.model, batch)
-        if not torch.isfinite(total): raise FloatingPointError(f"non-finite loss at step {self.state['global_step']}: {float(total)}")
+            losses, total = self.ddp(batch) if self.ddp is not None else self.step_fn(self.model, batch)
+        finite = bool(torch.isfinite(total))
+        if self.world > 1:   # every rank stops together (a lone rank stopping would leave the others waiting in backward)
+            import torch.distributed as dist
+            flag = torch.tensor([float(finite)], device=total.device); dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
+        if not finite: raise FloatingPointError(f"non-finite loss at step {self.state['global_step']} (rank {self.rank}): {float(total)}")
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         gn = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip) if self.cfg.grad_clip > 0 else None
@@ -140,13 +208,20 @@ class Trainer:
         out = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
         out['loss'] = float(total.detach())
         if gn is not None: out['grad_norm'] = float(gn)
+        if self.world > 1:   # the log shows the mean over the ranks (the gradient norm is the same on every rank)
+            import torch.distributed as dist
+            v = torch.tensor([out[k] for k in sorted(out)], dtype=torch.float64, device=total.device); dist.all_reduce(v)
+            out = {k: float(x) / self.world for k, x in zip(sorted(out), v.tolist())}
         return out
 
     def fit(self, resume: bool = True) -> dict:
         "Train to `cfg.epochs` (resuming from the run folder when it holds a state); returns the trainer state."
         ftz_before = flush_denormal_enabled()
         if self.device.type == 'cpu': torch.set_flush_denormal(True)
-        try: return self._fit(resume)
+        try:
+            out = self._fit(resume)
+            if self.world > 1: import torch.distributed as dist; dist.barrier()   # best.pt is written before any rank reads it
+            return out
         finally: torch.set_flush_denormal(ftz_before)   # leave the process as we found it
 
     def _fit(self, resume: bool) -> dict:
@@ -157,7 +232,7 @@ class Trainer:
             batches = self.make_loader(ep)
             n = len(batches) if hasattr(batches, '__len__') else None
             sums, count = {}, 0
-            bar = tqdm(total=n, desc=f"epoch {ep + 1}/{c.epochs}", leave=False, disable=not c.progress)
+            bar = tqdm(total=n, desc=f"epoch {ep + 1}/{c.epochs}", leave=False, disable=not (c.progress and self.main))
             for i, batch in enumerate(batches):
                 if i < self.state['step_in_epoch']: bar.update(1); continue    # done before the interruption
                 rec = self.train_step(batch)
@@ -170,21 +245,30 @@ class Trainer:
             if c.schedule == 'step': self.sched.step()
             rec = dict(epoch=ep + 1, lr=self.opt.param_groups[0]['lr'], **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
             if self.evaluate is not None and (ep + 1) % c.eval_every == 0:
-                metrics = self.evaluate(self.model)
+                metrics = self._evaluate()
                 rec.update({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
                 score = metrics.get(c.stop_score)
                 if score is None: raise KeyError(f"the evaluation has no {c.stop_score!r} (has {sorted(metrics)})")
                 if self._better(score):
                     self.state.update(best=score, best_epoch=ep + 1, bad_epochs=0)
-                    atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
+                    if self.main: atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
                 else: self.state['bad_epochs'] += 1
             self.state.update(epoch=ep + 1, step_in_epoch=0)
             self.log(rec)
             self.save_state()
             if c.patience >= 0 and self.state['bad_epochs'] > c.patience: break
-        plot_metrics(self.run/'metrics.jsonl', self.run/'plots'/'curves.png')
-        if self.evaluate is None or not (self.ckpt/'best.pt').exists(): atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
+        if self.main:
+            plot_metrics(self.run/'metrics.jsonl', self.run/'plots'/'curves.png')
+            if self.evaluate is None or not (self.ckpt/'best.pt').exists(): atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
         return dict(self.state)
+
+    def _evaluate(self) -> dict:
+        "`evaluate(model)` on rank 0; under `torchrun` the metrics are then sent to every rank (they all select alike)."
+        if self.world == 1: return self.evaluate(self.model)
+        import torch.distributed as dist
+        box = [self.evaluate(self.model) if self.main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 # %% ../nbs/08_training.ipynb #f1f223f9
 def read_metrics(path) -> list:
