@@ -1,7 +1,8 @@
 """Speed and memory of an MESM training step and of inference at the official Charades-STA C+SF/C shapes.
 
     python bench/mesm_speed.py [--device cpu|cuda] [--threads 2] [--steps 10] [--lengths 48 194]
-                               [--no-dedup] [--no-amp] [--compile] [--out bench/results/mesm_speed_<device>.json]
+                               [--no-dedup] [--grad-checkpoint] [--no-keep-blocks] [--no-amp] [--compile]
+                               [--out bench/results/mesm_speed_<device>.json]
 
 Train step = forward (training mode, masked-word branch on) + objective + zero_grad + backward + clipping at 0.1 +
 AdamW step, as `mesm.md` section 12 times the official code. Inference = eval-mode forward under no_grad.
@@ -11,7 +12,9 @@ longest Charades video), every clip real, moments of 5-50 % of the video. Median
 steps. Every length runs in a fresh process, so the peak memory is its own: resident set size on CPU,
 `torch.cuda.max_memory_allocated` on CUDA. bf16 autocast on CUDA unless `--no-amp` (the CPUs these figures come
 from have no bf16 units: fp32 there). `--no-dedup`: project every row's clips (and again for SS-MESM), as the
-official code. Not a test: a measurement; compare ratios measured side by side on one machine.
+official code. `--grad-checkpoint`: activation checkpointing (less memory, more time). On CPU the trainer's
+`keep_large_blocks` allocator setting is applied unless `--no-keep-blocks`. Not a test: a measurement; compare
+ratios measured side by side on one machine.
 """
 import argparse, datetime, json, platform, resource, statistics, subprocess, sys, time
 from pathlib import Path
@@ -61,11 +64,11 @@ def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize()
 
 
-def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, compile_: bool) -> dict:
+def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, compile_: bool, ckpt: bool = False) -> dict:
     import dataclasses
     from mesm_prem.mesm import MESM, MESM_PRESETS, sample_masked_words
     exp = MESM_PRESETS['charades_C+SF_C']
-    model = MESM(dataclasses.replace(exp.model, dedup_video=dedup)).to(device)
+    model = MESM(dataclasses.replace(exp.model, dedup_video=dedup, grad_checkpoint=ckpt)).to(device)
     crit = exp.criterion()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)
     fwd = torch.compile(model) if compile_ else model
@@ -109,6 +112,8 @@ def main():
     ap.add_argument('--no-amp', action='store_true', help='fp32 on CUDA too')
     ap.add_argument('--no-dedup', action='store_true', help="project every row's clips, as the official code")
     ap.add_argument('--compile', action='store_true', help='torch.compile the model')
+    ap.add_argument('--grad-checkpoint', action='store_true', help='activation checkpointing')
+    ap.add_argument('--no-keep-blocks', action='store_true', help="glibc's default allocator thresholds")
     ap.add_argument('--out')
     ap.add_argument('--_one', type=int, help=argparse.SUPPRESS)
     a = ap.parse_args()
@@ -116,18 +121,23 @@ def main():
     torch.set_flush_denormal(True)
     device = torch.device(a.device)
     if a._one is not None:   # worker: one length, result as JSON on stdout
-        print(json.dumps(measure(a._one, device, a.steps, not a.no_amp, not a.no_dedup, a.compile)))
+        if device.type == 'cpu' and not a.no_keep_blocks:
+            from mesm_prem.training import keep_large_blocks
+            keep_large_blocks()
+        print(json.dumps(measure(a._one, device, a.steps, not a.no_amp, not a.no_dedup, a.compile, a.grad_checkpoint)))
         return
     rows = []
     for L in a.lengths:
         cmd = [sys.executable, __file__, '--device', a.device, '--threads', str(a.threads), '--steps', str(a.steps), '--_one', str(L)]
-        cmd += ['--no-amp'] * a.no_amp + ['--no-dedup'] * a.no_dedup + ['--compile'] * a.compile
+        cmd += ['--no-amp'] * a.no_amp + ['--no-dedup'] * a.no_dedup + ['--compile'] * a.compile + ['--grad-checkpoint'] * a.grad_checkpoint
+        cmd += ['--no-keep-blocks'] * a.no_keep_blocks
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode: sys.exit(f"Lv {L} failed:\n{r.stderr[-3000:]}")
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(f"Lv {L}: train step {rows[-1]['train_step_s']:.3f} s, inference {rows[-1]['inference_s']:.3f} s, peak {rows[-1]['peak_gib']:.2f} GiB", flush=True)
     res = dict(machine=machine(device, a.threads), precision='bf16 autocast' if (device.type == 'cuda' and not a.no_amp) else 'fp32',
-               dedup_video=not a.no_dedup, compile=a.compile, steps=a.steps, results=rows)
+               dedup_video=not a.no_dedup, grad_checkpoint=a.grad_checkpoint, keep_large_blocks=device.type == 'cpu' and not a.no_keep_blocks,
+               compile=a.compile, steps=a.steps, results=rows)
     out = Path(a.out or Path(__file__).parent/'results'/f"mesm_speed_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1) + '\n')
     print(f"wrote {out}")

@@ -14,37 +14,37 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['keep_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention', 'exact_attention',
+__all__ = ['drop_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention', 'exact_attention',
            'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid', 'FeedForward',
-           'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder', 'TransformerLayer', 'FusionLayer',
-           'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead', 'segment_max_pool']
+           'run_layer', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder', 'TransformerLayer',
+           'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead', 'segment_max_pool']
 
 # %% ../nbs/03_attention.ipynb #dcbc563b
-class _KeepScale(torch.autograd.Function):
-    "y = x * keep * scale with the keep mask saved as bool."
+class _DropScale(torch.autograd.Function):
+    "y = x / q, zero where `drop`; the mask is saved as bool (one masked fill and one in-place scale each way)."
     @staticmethod
-    def forward(ctx, x, keep, scale: float):
-        ctx.save_for_backward(keep); ctx.scale = scale
-        return torch.mul(x, keep).mul_(scale)
+    def forward(ctx, x, drop, scale: float):
+        ctx.save_for_backward(drop); ctx.scale = scale
+        return x.masked_fill(drop, 0.).mul_(scale)
     @staticmethod
     def backward(ctx, g):
-        keep, = ctx.saved_tensors
-        return torch.mul(g, keep).mul_(ctx.scale), None, None
+        drop, = ctx.saved_tensors
+        return g.masked_fill(drop, 0.).mul_(ctx.scale), None, None
 
-def keep_mask(shape, p: float) -> tuple:
-    "A bool mask of `shape`, True with probability q = 1 - round(p * 2**15) / 2**15, from 15-bit uniform draws; returns (mask, q)."
+def drop_mask(shape, p: float) -> tuple:
+    "A bool mask of `shape`, True (dropped) with probability 1 - q = round(p * 2**15) / 2**15, from 15-bit uniform draws; returns (mask, q)."
     t = round(p * 32768)
     n = math.prod(shape)
     r = torch.empty((n + 1) // 2, dtype=torch.int32).random_().view(torch.int16)[:n]   # random_: uniform on [0, 2**31)
-    return (r.bitwise_and_(0x7FFF) >= t).view(shape), 1. - t / 32768
+    return (r.bitwise_and_(0x7FFF) < t).view(shape), 1. - t / 32768
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    "Inverted dropout; on CPU with a mask from 16-bit uniform draws (`keep_mask`), elsewhere `F.dropout`."
+    "Inverted dropout; on CPU with a mask from 15-bit uniform draws (`drop_mask`), elsewhere `F.dropout`."
     if not training or p == 0.: return x
     if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if x.device.type != 'cpu': return F.dropout(x, p, True)
-    keep, q = keep_mask(x.shape, p)
-    return _KeepScale.apply(x, keep, 1. / q)
+    drop, q = drop_mask(x.shape, p)
+    return _DropScale.apply(x, drop, 1. / q)
 
 class Dropout(nn.Dropout):
     "`nn.Dropout` computed by `dropout`."
@@ -57,8 +57,8 @@ def attention_kernel(q, k, v, mask=None, dropout_p: float = 0.) -> torch.Tensor:
     slower than without dropout, so the product, softmax and `dropout` are written out."""
     if dropout_p == 0. or q.device.type != 'cpu':
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
-    s = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5
-    if mask is not None: s = s.masked_fill(~mask, float('-inf'))
+    s = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)         # in place: no copy of the (B, H, Lq, Lk) scores
+    if mask is not None: s = s.add_(torch.zeros(mask.shape, dtype=s.dtype).masked_fill_(~mask, float('-inf')))
     return torch.matmul(dropout(s.softmax(-1), dropout_p), v)
 
 def attend(q, k, v, n_heads: int, key_mask=None, dropout: float = 0., training: bool = False) -> torch.Tensor:
@@ -139,6 +139,14 @@ class FeedForward(nn.Module):
         self.act = nn.PReLU() if activation == 'prelu' else nn.ReLU() if activation == 'relu' else nn.GELU()
     def forward(self, x): return self.linear2(self.drop(self.act(self.linear1(x))))
 
+def run_layer(layer: nn.Module, checkpoint: bool, *args):
+    """`layer(*args)`; with `checkpoint` (and gradients on), activation checkpointing: only the inputs are kept for
+    backward and the layer is run again there, with the same dropout masks (the generator state is replayed)."""
+    if checkpoint and torch.is_grad_enabled():
+        from torch.utils.checkpoint import checkpoint as ckpt
+        return ckpt(layer, *args, use_reentrant=False)
+    return layer(*args)
+
 class T2VLayer(nn.Module):
     "Cross-attention layer of MESM: x (B, Lx, d) attends to y (B, Ly, d) -> (B, Lx, d)."
     def __init__(self, d: int, n_heads: int, d_ff: int, dropout: float = 0.1, second_ffn: bool = False, official_mask: bool = False):
@@ -180,8 +188,9 @@ class T2VEncoder(nn.Module):
         self.layers = nn.ModuleList(T2VLayer(d, n_heads, d_ff, dropout, second_ffn, official_mask) for _ in range(n_layers))
         for p in self.parameters():
             if p.dim() > 1: nn.init.xavier_uniform_(p)
+        self.checkpoint = False   # True: keep only each layer's input for backward and recompute the rest (less memory)
     def forward(self, x, y, y_mask, x_pos=None, y_pos=None, mlm: bool = False, x_mask=None):
-        for layer in self.layers: x = layer(x, y, y_mask, x_pos, y_pos, mlm, x_mask)
+        for layer in self.layers: x = run_layer(layer, self.checkpoint, x, y, y_mask, x_pos, y_pos, mlm, x_mask)
         return x
 
 # %% ../nbs/03_attention.ipynb #94d2b2a3

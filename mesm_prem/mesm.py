@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, sine_positions)
+from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, run_layer,
+                                 sine_positions)
 from .data import pad_sequences, apply_overrides, atomic_save, config_from_dict, load_config, safe_load, save_config
 from .losses import HungarianMatcher, MESMCriterion
 from .features import DataError
@@ -54,6 +55,7 @@ class MESMConfig:
     official_mask: bool = True
     global_token_padding: bool = True
     dedup_video: bool = True
+    grad_checkpoint: bool = False
 
     def __post_init__(self):
         if self.ss_context not in ('official', 'sentences'): raise ValueError("ss_context must be 'official' or 'sentences'")
@@ -124,6 +126,8 @@ class MESM(nn.Module):
             self.recon_proj = nn.Sequential(LinearLayer(d, d, dropout=c.input_dropout), LinearLayer(d, d, dropout=c.input_dropout, relu=False))
         self.encoder = nn.ModuleList(EncoderLayer(d, c.n_heads, c.d_ff, c.dropout) for _ in range(c.enc_layers))
         self.decoder = DABDecoder(d, c.n_heads, c.d_ff, c.dec_layers, c.dropout)
+        for enc in (self.fw_mesm, self.aligner, getattr(self, 'ss_mesm', None)):
+            if enc is not None: enc.checkpoint = c.grad_checkpoint
         for m in (self.encoder, self.decoder):   # xavier on matrices, as the official Transformer (the decoder's last box layer ends at init 0 bias)
             for p in m.parameters():
                 if p.dim() > 1: nn.init.xavier_uniform_(p)
@@ -180,7 +184,7 @@ class MESM(nn.Module):
         pos = torch.cat([self.global_pos.expand(B, 1, d), vid_pos], 1)
         g = torch.full((B, 1), not self.cfg.global_token_padding, dtype=torch.bool, device=aligned.device)
         m = torch.cat([g, video_mask], 1)
-        for layer in self.encoder: x = layer(x, m, pos)
+        for layer in self.encoder: x = run_layer(layer, self.cfg.grad_checkpoint, x, m, pos)
         return x[:, 1:], x[:, 0]
 
     def saliency(self, memory, memory_global):

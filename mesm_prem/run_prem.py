@@ -9,11 +9,13 @@ import dataclasses
 import json
 import math
 import random
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from .features import (Annotations, DataError, H5Store, SubtitleStore, TextStore, VideoFeatures, read_didemo, read_tvr, read_video2dur)
@@ -27,8 +29,9 @@ from .training import Trainer, TrainerConfig, seed_everything, init_distributed,
 # %% auto #0
 __all__ = ['PREM_PRESETS', 'PREMData', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'prem_config', 'PREMInputs',
            'ground_truth_vcmr', 'LocalizerBatch', 'HardNegativeDataset', 'collate_localizer', 'CorpusIndex', 'retrieve',
-           'retrieve_split', 'localize', 'moments_from_logits', 'search_corpus', 'flat_metrics', 'rank_training_corpus',
-           'train_prem', 'PREMSearcher', 'synthetic_prem_experiment', 'random_baseline']
+           'retrieve_split', 'FlatCorpusIndex', 'LocalizerVideoCache', 'localize', 'moments_from_logits',
+           'search_corpus', 'flat_metrics', 'rank_training_corpus', 'train_prem', 'PREMSearcher',
+           'synthetic_prem_experiment', 'random_baseline']
 
 # %% ../nbs/10_prem_run.ipynb #0b76ecb9
 @dataclass
@@ -274,20 +277,130 @@ def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = No
     return qids, S, I, index.vids
 
 # %% ../nbs/10_prem_run.ipynb #9b19ac0c
+class FlatCorpusIndex:
+    """Unit clip embeddings stored flat ((C, M, d), one row per real clip, float16 by default), memory-mappable; search streams it.
+    The arrays may also be tensors (e.g. held on a GPU)."""
+    def __init__(self, vids: list, offsets, clips, mask):
+        self.vids, self.offsets, self.clips, self.mask = list(vids), np.asarray(offsets, dtype=np.int64), clips, mask
+        if len(self.offsets) != len(self.vids) + 1 or self.offsets[-1] != len(clips) or len(mask) != len(clips):
+            raise DataError(f"flat index: {len(self.vids)} videos, {len(self.offsets)} offsets (last {self.offsets[-1]}), {len(clips)} clips, {len(mask)} mask rows")
+
+    def __len__(self): return len(self.vids)
+
+    @classmethod
+    def from_index(cls, index: CorpusIndex, dtype=np.float16) -> 'FlatCorpusIndex':
+        "The real clips of a `CorpusIndex`."
+        clips, mask, n = [], [], []
+        for c, m in zip(index.chunks, index.masks):
+            real = m.any(1)                                                     # (N, L) clips that some stream uses
+            for i in range(len(c)):
+                k = int(real[i].sum()); n.append(k)
+                clips.append(c[i, :, :k].transpose(0, 1).cpu().numpy().astype(dtype)); mask.append(m[i, :, :k].T.cpu().numpy())
+        return cls(index.vids, np.concatenate([[0], np.cumsum(n)]), np.concatenate(clips), np.concatenate(mask))
+
+    @classmethod
+    def allocate(cls, folder, vids: list, n_clips: list, n_streams: int, d: int, dtype='float16') -> 'FlatCorpusIndex':
+        "A writable index on disk (contents to fill in, then `flush`), for corpora built piece by piece."
+        folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
+        offsets = np.concatenate([[0], np.cumsum(np.asarray(n_clips, dtype=np.int64))])
+        C = int(offsets[-1])
+        (folder/'meta.json').write_text(json.dumps(dict(vids=list(vids), n_streams=n_streams, d=d, dtype=str(np.dtype(dtype)), clips=C)))
+        np.save(folder/'offsets.npy', offsets)
+        clips = np.lib.format.open_memmap(folder/'clips.npy', mode='w+', dtype=dtype, shape=(C, n_streams, d))
+        mask = np.lib.format.open_memmap(folder/'mask.npy', mode='w+', dtype=np.bool_, shape=(C, n_streams))
+        return cls(vids, offsets, clips, mask)
+
+    def flush(self):
+        for a in (self.clips, self.mask):
+            if isinstance(a, np.memmap): a.flush()
+
+    def save(self, folder):
+        "Write the index as `meta.json`, `offsets.npy`, `clips.npy`, `mask.npy` (`open` memory-maps them)."
+        out = FlatCorpusIndex.allocate(folder, self.vids, np.diff(self.offsets), self.clips.shape[1], self.clips.shape[2], self.clips.dtype)
+        out.clips[:] = self.clips; out.mask[:] = self.mask; out.flush()
+
+    @classmethod
+    def open(cls, folder, mmap: bool = True) -> 'FlatCorpusIndex':
+        "The index `save` (or `allocate`) wrote, memory-mapped read-only (or read into memory)."
+        folder = Path(folder)
+        for f in ('meta.json', 'offsets.npy', 'clips.npy', 'mask.npy'):
+            if not (folder/f).exists(): raise DataError(f"{folder/f}: missing (not a flat corpus index folder)")
+        meta = json.loads((folder/'meta.json').read_text())
+        mode = 'r' if mmap else None
+        return cls(meta['vids'], np.load(folder/'offsets.npy'), np.load(folder/'clips.npy', mmap_mode=mode), np.load(folder/'mask.npy', mmap_mode=mode))
+
+    @torch.no_grad()
+    def search(self, q: torch.Tensor, k: int, chunk_clips: int = 1 << 16) -> tuple:
+        "(B, M, d) unit query vectors -> (B, k) scores and (B, k) video positions, best first (Eq 6; ties: the lower position)."
+        k, B = min(k, len(self)), len(q)
+        best_s = q.new_full((B, 0), float('-inf')); best_i = torch.zeros(B, 0, dtype=torch.long, device=q.device)
+        v0 = 0
+        while v0 < len(self):
+            v1 = max(int(np.searchsorted(self.offsets, self.offsets[v0] + chunk_clips, side='right')) - 1, v0 + 1)
+            v1 = min(v1, len(self))
+            c0, c1 = int(self.offsets[v0]), int(self.offsets[v1])
+            x, m = (t[c0:c1] if torch.is_tensor(t) else torch.from_numpy(np.ascontiguousarray(t[c0:c1])) for t in (self.clips, self.mask))
+            x, m = x.to(q.device, q.dtype), m.to(q.device)                                             # (C, M, d), (C, M)
+            sc = torch.einsum('bmd,cmd->bcm', q, x).masked_fill(~m, float('-inf'))
+            owner = torch.from_numpy(np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))).to(q.device)
+            per = sc.new_full((B, v1 - v0, q.shape[1]), float('-inf')).scatter_reduce_(1, owner[None, :, None].expand_as(sc), sc, 'amax')
+            s = per.masked_fill(per == float('-inf'), 0.).mean(-1)                  # a stream with no clip counts 0, as masked_max
+            idx = torch.arange(v0, v1, device=q.device).expand(B, -1)
+            s_all, i_all = torch.cat([best_s, s], 1), torch.cat([best_i, idx], 1)
+            top = torch.sort(s_all, dim=1, descending=True, stable=True)[1][:, :k]
+            best_s, best_i = s_all.gather(1, top), i_all.gather(1, top)
+            v0 = v1
+        return best_s, best_i
+
+# %% ../nbs/10_prem_run.ipynb #e195e14d
 def _load_videos(vids: list, inputs, device) -> tuple:
     parts = [_video_and_subs(v, inputs.video, inputs.subtitles) for v in vids]
     vf, vm = pad_sequences([p[0] for p in parts])
     sf = None if parts[0][1] is None else pad_sequences([p[1] for p in parts])[0].to(device)
     return vf.to(device), vm.to(device), sf
 
+class LocalizerVideoCache:
+    "The localizer's encodings (M, n_clips, d) of videos, each computed once at padded length `pad_to` and kept up to `max_bytes`."
+    def __init__(self, localizer: PREMLocalizer, inputs, pad_to: int, device='cpu', max_bytes: int = 4 << 30, chunk: int = 128):
+        self.localizer, self.inputs, self.pad_to, self.device = localizer, inputs, pad_to, device
+        self.max_bytes, self.chunk, self.bytes, self.enc = max_bytes, chunk, 0, OrderedDict()
+
+    @torch.no_grad()
+    def _encode(self, vids: list):
+        self.localizer.eval()
+        for i in range(0, len(vids), self.chunk):
+            part = vids[i:i + self.chunk]
+            vf, vm, sf = _load_videos(part, self.inputs, self.device)
+            if vm.shape[1] > self.pad_to: raise DataError(f"video {part[int(vm.sum(1).argmax())]} has {vm.shape[1]} clips > pad_to {self.pad_to}")
+            pad = lambda x: None if x is None else F.pad(x, (0, 0, 0, self.pad_to - x.shape[1]) if x.ndim == 3 else (0, self.pad_to - x.shape[1]))
+            e = self.localizer.encode_videos(pad(vf), pad(vm), pad(sf))
+            for v, n, x in zip(part, vm.sum(1).tolist(), e):
+                self.enc[v] = x[:, :n].clone(); self.bytes += self.enc[v].nbytes
+
+    def get(self, vids: list) -> tuple:
+        "Distinct `vids` -> encodings (N, M, L, d) padded to the longest of them, clip mask (N, L)."
+        self._encode([v for v in vids if v not in self.enc])
+        for v in vids: self.enc.move_to_end(v)
+        while self.bytes > self.max_bytes and len(self.enc) > len(set(vids)):   # the least recently used go (never this request's)
+            self.bytes -= self.enc.popitem(last=False)[1].nbytes
+        xs = [self.enc[v] for v in vids]
+        L = max(x.shape[1] for x in xs)
+        out = torch.zeros(len(xs), xs[0].shape[0], L, xs[0].shape[2], dtype=xs[0].dtype, device=xs[0].device)
+        mask = torch.zeros(len(xs), L, dtype=torch.bool, device=xs[0].device)
+        for i, x in enumerate(xs): out[i, :, :x.shape[1]] = x; mask[i, :x.shape[1]] = True
+        return out, mask
+
 @torch.no_grad()
-def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, inputs, device='cpu') -> tuple:
-    "Queries (B, Lq, Dt) x their candidate videos (B lists of K vids) -> start, end logits (B, K, L) and clip mask (B, K, L)."
+def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, inputs, device='cpu', cache: LocalizerVideoCache | None = None) -> tuple:
+    """Queries (B, Lq, Dt) x their candidate videos (B lists of K vids) -> start, end logits (B, K, L) and clip mask (B, K, L).
+    `cache`: the videos' encodings come from (and stay in) it; otherwise each distinct video of the batch is encoded here."""
     localizer.eval()
     B, K = len(vids), len(vids[0])
     uniq = list(dict.fromkeys(v for row in vids for v in row))
-    vf, vm, sf = _load_videos(uniq, inputs, device)
-    enc = localizer.encode_videos(vf, vm, sf)                                  # each distinct video once
+    if cache is not None: enc, vm = cache.get(uniq)
+    else:
+        vf, vm, sf = _load_videos(uniq, inputs, device)
+        enc = localizer.encode_videos(vf, vm, sf)                              # each distinct video once
     at = {v: n for n, v in enumerate(uniq)}
     pos = torch.tensor([[at[v] for v in row] for row in vids], device=device).flatten()
     w, q = localizer.encode_queries(query_feat.to(device), query_mask.to(device))
@@ -339,6 +452,7 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
     "The TVR submission of every query of `split` searched in the split's corpus."
     exp, ev = inputs.exp, inputs.exp.eval
     corpus = inputs.corpus(split)
+    cache = LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in corpus), device)
     ann = inputs.annotations(split)
     queries = VCMRQueryDataset(ann, inputs.text)
     qids, S, I, vids = retrieval or retrieve_split(retriever, inputs, split, index=index, device=device, progress=progress)
@@ -358,13 +472,13 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
             sub['VR'].append(dict(desc_id=qid, desc=by_q[qid].sentence, predictions=[[corpus[vids[p]][1], 0, 0, round(x, 4)] for x, p in zip(ss[:ev.vr_top], ii[:ev.vr_top])]))
         K = min(ev.top_videos, i.shape[1])
         rows = [[vids[p] for p in r[:K]] for r in i.tolist()]
-        st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], rows, inputs, device)
+        st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], rows, inputs, device, cache)
         preds = _to_predictions(*moments_from_logits(st, ed, mk, s[:, :K], ev, exp.model.tau), rows, corpus, ev, exp.data.clip_len)
         for qid, p in zip(b['qid'], preds): sub['VCMR'].append(dict(desc_id=qid, desc=by_q[qid].sentence, predictions=p))
         if svmr:
             gt_rows = [[by_q[q].vid] for q in b['qid']]
             if any(r[0] is None or r[0] not in corpus for r in gt_rows): raise DataError(f"{split}: SVMR needs every query's video in the corpus (a hidden split? use svmr=False)")
-            st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], gt_rows, inputs, device)
+            st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], gt_rows, inputs, device, cache)
             preds = _to_predictions(*moments_from_logits(st, ed, mk, None, ev, exp.model.tau), gt_rows, corpus, ev, exp.data.clip_len)
             for qid, p in zip(b['qid'], preds): sub['SVMR'].append(dict(desc_id=qid, desc=by_q[qid].sentence, predictions=p))
     return sub
@@ -469,6 +583,7 @@ class PREMSearcher:
         self.localizer.load_state_dict(safe_load(run/'localizer'/'checkpoints'/f'{which}.pt', self.device))
         self.retriever.eval(); self.localizer.eval()
         self.inputs, self.corpus_index, self.durations = PREMInputs(self.exp), None, {}
+        self._cache = self._cache_for = None   # the localizer's video encodings for the current index
 
     def index(self, vids=None, split: str | None = None, durations: dict | None = None, path=None) -> CorpusIndex:
         "Encode a corpus: `vids` (with `durations`), or a split's corpus; `path`: load it if it exists, else save it there."
@@ -498,7 +613,10 @@ class PREMSearcher:
         q = self.retriever.encode_queries(qf.to(self.device), qm.to(self.device))
         S, I = self.corpus_index.search(q, ev.top_videos)
         rows = [[self.corpus_index.vids[p] for p in r] for r in I.tolist()]
-        st, ed, mk = localize(self.localizer, qf, qm, rows, self.inputs, self.device)
+        if self._cache is None or self._cache_for is not self.corpus_index:
+            L = max(self.inputs.video.n_clips(v) for v in self.corpus_index.vids)
+            self._cache, self._cache_for = LocalizerVideoCache(self.localizer, self.inputs, L, self.device), self.corpus_index
+        st, ed, mk = localize(self.localizer, qf, qm, rows, self.inputs, self.device, self._cache)
         corpus = {v: (self.durations.get(v, float('inf')), j) for j, v in enumerate(self.corpus_index.vids)}
         preds = _to_predictions(*moments_from_logits(st, ed, mk, S, ev, self.exp.model.tau), rows, corpus, dataclasses.replace(ev, max_after_nms=top_k),
                                 self.exp.data.clip_len)

@@ -26,9 +26,9 @@ from .features import DataError
 from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'dist_info', 'is_main_process',
-           'init_distributed', 'ShardedBatchSampler', 'linear_warmup_decay', 'TrainerConfig', 'Trainer', 'read_metrics',
-           'plot_metrics']
+__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks', 'dist_info',
+           'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'linear_warmup_decay', 'TrainerConfig',
+           'Trainer', 'read_metrics', 'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -55,6 +55,16 @@ def flush_denormal_enabled() -> bool:
 def seed_everything(seed: int):
     "Seed Python, NumPy and PyTorch."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
+
+# %% ../nbs/08_training.ipynb #c90eb516
+def keep_large_blocks(threshold: int = 1 << 30) -> bool:
+    "Ask glibc's malloc to serve blocks up to `threshold` bytes from its heap and keep freed memory; False where that is not glibc."
+    import ctypes, ctypes.util, platform
+    if platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc': return False
+    try: libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
+    except OSError: return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold))
 
 # %% ../nbs/08_training.ipynb #69bb50f1
 def dist_info() -> tuple:
@@ -217,7 +227,7 @@ class Trainer:
     def fit(self, resume: bool = True) -> dict:
         "Train to `cfg.epochs` (resuming from the run folder when it holds a state); returns the trainer state."
         ftz_before = flush_denormal_enabled()
-        if self.device.type == 'cpu': torch.set_flush_denormal(True)
+        if self.device.type == 'cpu': torch.set_flush_denormal(True); keep_large_blocks()
         try:
             out = self._fit(resume)
             if self.world > 1: import torch.distributed as dist; dist.barrier()   # best.pt is written before any rank reads it

@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NBS, BUILD, SITE, DOCS = ROOT / 'nbs', ROOT / '_docs_build', ROOT / '_docs', ROOT / 'docs'
 PKG = 'mesm_prem'
 # hand-written pages, in the order of the navigation
-PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md')]
+PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md'),
+         ('Performance', 'performance.md')]
 
 
 def _src(cell) -> str:

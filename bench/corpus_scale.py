@@ -1,0 +1,143 @@
+"""Retrieval at corpus scale: query latency and memory of `FlatCorpusIndex.search` against the number of videos.
+
+    python bench/corpus_scale.py [--sizes 10000 30000 100000 300000] [--device cpu|cuda] [--threads 2]
+                                 [--dir SCRATCH] [--out bench/results/corpus_scale_<device>.json]
+
+For each size, a synthetic index in the TVR shape is written to a scratch folder on disk (40-64 clips per video,
+mean 51.5 as TVR; 2 streams; d = 384; float16: 1.58 kB per clip), opened memory-mapped, and searched for the top
+100 videos by one query and by a batch of 64 (median of 3 passes after one warm-up pass; each pass reads the whole
+index once, in chunks of 65,536 clips; 1M on CUDA; indexes larger than 40 % of the RAM: one pass, no warm-up, as
+they stream from disk). Also reported: the bytes one pass reads, the time those bytes take at this
+machine's measured copy bandwidth and at an H200's 4.3 TB/s (the bandwidth-bound limit of one pass), and the peak
+anonymous memory above the process's baseline, polled every 5 ms (the working set, without the page cache that maps the index). On CUDA the index is read into GPU
+memory once (where it fits) and the pass runs there. Sizes whose index does not fit on the scratch disk are skipped
+and said so. Not a test: a measurement.
+"""
+import argparse, datetime, json, os, platform, shutil, statistics, tempfile, time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mesm_prem.run_prem import FlatCorpusIndex
+
+H200_BW = 4.3e12
+
+
+def rss_anon() -> int:
+    "Peak-free current anonymous resident memory in bytes (Linux), else 0."
+    try:
+        for line in open('/proc/self/status'):
+            if line.startswith('RssAnon:'): return int(line.split()[1]) * 1024
+    except OSError: pass
+    return 0
+
+
+class PeakAnon:
+    "Polls the anonymous resident memory every 5 ms in a thread; `.peak` is the largest value seen."
+    def __enter__(self):
+        import threading
+        self.peak, self.stop = rss_anon(), False
+        def run():
+            while not self.stop: self.peak = max(self.peak, rss_anon()); time.sleep(0.005)
+        self.t = threading.Thread(target=run, daemon=True); self.t.start(); return self
+    def __exit__(self, *a): self.stop = True; self.t.join()
+
+
+def copy_bandwidth(n_bytes: int = 1 << 30) -> float:
+    "Bytes per second of a large tensor copy (read + write counted as read bytes)."
+    a = torch.empty(n_bytes // 4); a.fill_(1.)
+    b = torch.empty_like(a)
+    b.copy_(a); t = time.perf_counter()
+    for _ in range(3): b.copy_(a)
+    return 3 * n_bytes / (time.perf_counter() - t)
+
+
+def write_index(folder: Path, n_videos: int, M: int = 2, d: int = 384, seed: int = 0) -> FlatCorpusIndex:
+    rng = np.random.default_rng(seed)
+    n_clips = rng.integers(40, 65, n_videos)
+    idx = FlatCorpusIndex.allocate(folder, [f"v{i:07d}" for i in range(n_videos)], n_clips, M, d)
+    block = rng.standard_normal((8192, M, d), dtype=np.float32)
+    block = (block / np.linalg.norm(block, axis=-1, keepdims=True)).astype(np.float16)
+    C = len(idx.clips)
+    for i in range(0, C, len(block)):
+        n = min(len(block), C - i); idx.clips[i:i + n] = block[:n]
+    idx.mask[:] = True
+    idx.flush()
+    return FlatCorpusIndex.open(folder)
+
+
+def timed_passes(idx, q, k, chunk, n=3, warm=True) -> list:
+    if warm: idx.search(q, k, chunk)                    # warm-up pass (page cache, allocator)
+    out = []
+    for _ in range(n):
+        if q.device.type == 'cuda': torch.cuda.synchronize()
+        t = time.perf_counter(); idx.search(q, k, chunk)
+        if q.device.type == 'cuda': torch.cuda.synchronize()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--sizes', type=int, nargs='*', default=[10_000, 30_000, 100_000, 300_000])
+    ap.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--dir', help='scratch folder for the indexes (default: a temporary folder)')
+    ap.add_argument('--out')
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    dev = torch.device(a.device)
+    scratch = Path(a.dir or tempfile.mkdtemp(prefix='corpus_scale_'))
+    bw = copy_bandwidth()
+    ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    rows = []
+    for N in a.sizes:
+        need = int(N * 52 * 2 * 384 * 2 * 1.05)
+        free = shutil.disk_usage(scratch if scratch.exists() else scratch.parent).free
+        if need > free:
+            rows.append(dict(videos=N, skipped=f"the index needs about {need / 1e9:.0f} GB, the scratch disk has {free / 1e9:.0f} GB free"))
+            print(rows[-1], flush=True); continue
+        folder = scratch/f"n{N}"
+        t = time.perf_counter(); idx = write_index(folder, N); t_write = time.perf_counter() - t
+        n_bytes = idx.clips.nbytes + idx.mask.nbytes
+        if dev.type == 'cuda':   # the index held in GPU memory
+            idx = FlatCorpusIndex(idx.vids, idx.offsets, torch.from_numpy(np.asarray(idx.clips)).to(dev), torch.from_numpy(np.asarray(idx.mask)).to(dev))
+        base = rss_anon()
+        chunk = 1 << 16 if dev.type == 'cpu' else 1 << 20
+        res = dict(videos=N, clips=int(idx.offsets[-1]), index_bytes=n_bytes, seconds_write=round(t_write, 2), from_disk=n_bytes >= 0.4 * ram)
+        poll = PeakAnon().__enter__()
+        for B in (1, 64):
+            q = torch.nn.functional.normalize(torch.randn(B, 2, 384), dim=-1).to(dev)
+            if dev.type == 'cuda': q = q.half()   # the products in float16 on the GPU (no float32 copy of the index)
+            fits = n_bytes < 0.4 * ram   # in the page cache: warm passes; otherwise every pass streams from disk
+            ts = timed_passes(idx, q, 100, chunk, 3 if fits else 1, fits)
+            res[f"seconds_pass_q{B}"] = round(statistics.median(ts), 4)
+            res[f"seconds_per_query_q{B}"] = round(statistics.median(ts) / B, 5)
+        poll.__exit__()
+        res['peak_working_memory_gib_polled'] = round(max(poll.peak - base, 0) / 2**30, 3)
+        res['bandwidth_bound_s_this_machine'] = round(n_bytes / bw, 4)
+        res['bandwidth_bound_s_h200'] = round(n_bytes / H200_BW, 6)
+        rows.append(res); print(res, flush=True)
+        del idx
+        shutil.rmtree(folder, ignore_errors=True)
+    machine = dict(date=datetime.date.today().isoformat(), cpu=_cpu(), cores=len(os.sched_getaffinity(0)), threads=a.threads,
+                   gpu=torch.cuda.get_device_name() if dev.type == 'cuda' else None, torch=torch.__version__,
+                   ram_gib=round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1),
+                   copy_bandwidth_gbs=round(bw / 1e9, 2))
+    res = dict(machine=machine, top_k=100, streams=2, d=384, dtype='float16', results=rows)
+    out = Path(a.out or Path(__file__).parent/'results'/f"corpus_scale_{dev.type}.json")
+    out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1) + '\n')
+    print(f"wrote {out}")
+
+
+def _cpu() -> str:
+    try:
+        for line in open('/proc/cpuinfo'):
+            if line.startswith('model name'): return line.split(':', 1)[1].strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,126 @@
+"""Write the documentation's results page (docs/performance.md) from the measurements in bench/results/.
+
+    python bench/report.py            # (re)write docs/performance.md
+    python bench/report.py --check    # exit 1 when docs/performance.md is not what the results give
+
+Every figure comes from a JSON file that a bench script wrote, with the date and machine it was measured on.
+"""
+import argparse, json, sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RES = ROOT/'bench'/'results'
+OUT = ROOT/'docs'/'performance.md'
+
+
+def load(name):
+    p = RES/name
+    return json.loads(p.read_text()) if p.exists() else None
+
+
+def machine(m: dict) -> str:
+    hw = m.get('gpu') or f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('threads', '?')} threads"
+    return f"{m.get('date', '?')}, {hw}, torch {m.get('torch', '?')}"
+
+
+def by_lv(r): return {x['Lv']: x for x in r['results']} if r else {}
+
+
+def mesm_section(out: list):
+    off, ours, ck, plain = (load(f) for f in ('mesm_speed_cpu_official.json', 'mesm_speed_cpu.json', 'mesm_speed_cpu_ckpt.json',
+                                                'mesm_speed_cpu_nodedup.json'))
+    out += ["## MESM training step (CPU)", "",
+            "One training step (forward with the masked-word branch, objective, backward, clipping, AdamW) at the official "
+            "Charades-STA C+SF/C shapes: 32 sentence rows of 12 videos, 16 tokens, Lv clips (`bench/mesm_speed.py`). The official "
+            "code (lntzm/MESM at 8501bde, CLIP text tower stubbed as in `mesm.md` section 12) was timed on the same machine in the "
+            "same session, from a scratch folder outside the repository (neither it nor the script that ran it is part of this "
+            "project). Medians of 10 steps after 2 warm-up steps; peak memory is the resident set size of a fresh process per length.", ""]
+    if not (off and ours):
+        out += ["*Not measured yet.*", ""]; return
+    O, U, C, P = by_lv(off), by_lv(ours), by_lv(ck), by_lv(plain)
+    out += ["| Lv | official step | ours | speed-up | ours, `grad_checkpoint` | speed-up | official peak | ours peak | ratio | `grad_checkpoint` peak | ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for L in sorted(O):
+        o, u, c = O[L], U.get(L), C.get(L)
+        cells = [str(L), f"{o['train_step_s']:.2f} s"]
+        cells += [f"{u['train_step_s']:.2f} s", f"{o['train_step_s'] / u['train_step_s']:.2f}x"] if u else ['-', '-']
+        cells += [f"{c['train_step_s']:.2f} s", f"{o['train_step_s'] / c['train_step_s']:.2f}x"] if c else ['-', '-']
+        cells += [f"{o['peak_gib']:.2f} GiB"]
+        cells += [f"{u['peak_gib']:.2f} GiB", f"{u['peak_gib'] / o['peak_gib']:.2f}"] if u else ['-', '-']
+        cells += [f"{c['peak_gib']:.2f} GiB", f"{c['peak_gib'] / o['peak_gib']:.2f}"] if c else ['-', '-']
+        out.append('| ' + ' | '.join(cells) + ' |')
+    out += ["", "| Lv | official inference | ours | speed-up |", "|---|---|---|---|"]
+    for L in sorted(O):
+        if L in U: out.append(f"| {L} | {O[L]['inference_s']:.3f} s | {U[L]['inference_s']:.3f} s | {O[L]['inference_s'] / U[L]['inference_s']:.2f}x |")
+    if P:
+        out += ["", "Where the time goes: our step with the per-row video projection (`dedup_video=False`) and glibc's default "
+                "allocator thresholds, as the official code runs:", "", "| Lv | ours, per-row projection, default allocator | ours |", "|---|---|---|"]
+        for L in sorted(P):
+            if L in U: out.append(f"| {L} | {P[L]['train_step_s']:.2f} s | {U[L]['train_step_s']:.2f} s |")
+    out += ["", f"Machines: official {machine(off['machine'])}; ours {machine(ours['machine'])}"
+            + (f"; `grad_checkpoint` {machine(ck['machine'])}" if ck else '') + ".", ""]
+
+
+def prem_section(out: list):
+    r = load('prem_search_cpu.json')
+    out += ["## PREM corpus search at TVR-val size", "",
+            "The full-size TVR models (hidden 384, untrained: the speed does not depend on the weights) on a synthetic corpus of "
+            "2,179 videos (113,868 clips of 4352-d image and 768-d subtitle features in float16 HDF5) and 10,895 queries "
+            "(`bench/prem_search.py`): the corpus index (retriever over every video), the retrieval of every query, then the "
+            "localizer on each query's top 10 videos, Eq 13, NMS and the VR/VCMR lists.", ""]
+    for name in ('prem_search_cpu.json', 'prem_search_cuda.json'):
+        r = load(name)
+        if not r: continue
+        m = r['machine']
+        out += [f"**{machine(m) if isinstance(m, dict) else m}** ({r.get('precision', 'fp32')}): {r['queries_searched']} queries searched",
+                "", "| index | retrieval | localization | per query | end to end, all 10,895 queries |", "|---|---|---|---|---|",
+                f"| {r['seconds_index']:.1f} s | {r.get('seconds_retrieve', float('nan')):.1f} s | {r.get('seconds_localize', float('nan')):.1f} s | "
+                f"{r['seconds_per_query'] * 1000:.1f} ms | {r['seconds_end_to_end_all_10895']:.0f} s |", ""]
+
+
+def scale_section(out: list):
+    out += ["## Retrieval at corpus scale", "",
+            "`FlatCorpusIndex` (float16 clip embeddings, one row per clip, memory-mapped) searched for the top 100 videos "
+            "(`bench/corpus_scale.py`): TVR-shaped videos (mean 51.5 clips, 2 streams, d = 384, 1.58 kB per clip). One pass "
+            "reads the whole index; the bandwidth-bound limit of a pass is its bytes over the memory bandwidth.", ""]
+    for name in ('corpus_scale_cpu.json', 'corpus_scale_cuda.json'):
+        r = load(name)
+        if not r: continue
+        m = r['machine']
+        out += [f"**{machine(m)}**, {m.get('ram_gib', '?')} GiB RAM, measured copy bandwidth {m.get('copy_bandwidth_gbs', '?')} GB/s", "",
+                "| videos | index | read from | 1 query | 64 queries (per query) | working memory | bound here | bound on an H200 (4.3 TB/s) |",
+                "|---|---|---|---|---|---|---|---|"]
+        for x in r['results']:
+            if 'skipped' in x: out.append(f"| {x['videos']:,} | {x['skipped']} | | | | | | |"); continue
+            wm = x.get('peak_working_memory_gib_polled')
+            out.append(f"| {x['videos']:,} | {x['index_bytes'] / 1e9:.2f} GB | {'disk' if x.get('from_disk') else 'page cache'} | "
+                       f"{x['seconds_pass_q1']:.3f} s | {x['seconds_pass_q64']:.2f} s "
+                       f"({x['seconds_per_query_q64'] * 1000:.1f} ms) | {'-' if wm is None else f'{wm:.2f} GiB'} | "
+                       f"{x['bandwidth_bound_s_this_machine']:.3f} s | {x['bandwidth_bound_s_h200'] * 1000:.2f} ms |")
+        out.append("")
+
+
+def render() -> str:
+    out = ["# Performance", "",
+           "Measured figures, each with the date and machine it came from. These machines are noisy: compare ratios measured "
+           "side by side in one session, not figures across machines. `python bench/report.py` writes this page from "
+           "`bench/results/*.json`.", ""]
+    mesm_section(out); prem_section(out); scale_section(out)
+    notes = RES/'NOTES.md'
+    if notes.exists(): out += [notes.read_text().strip(), ""]
+    return '\n'.join(out).rstrip() + '\n'
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--check', action='store_true')
+    a = ap.parse_args()
+    text = render()
+    if a.check:
+        if not OUT.exists() or OUT.read_text() != text: sys.exit(f"{OUT.relative_to(ROOT)} is stale: run python bench/report.py")
+        return
+    OUT.write_text(text); print(f"wrote {OUT.relative_to(ROOT)}")
+
+
+if __name__ == '__main__':
+    main()
