@@ -9,6 +9,7 @@ import dataclasses
 import json
 import math
 import random
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -339,7 +340,9 @@ class FlatCorpusIndex:
             v1 = max(int(np.searchsorted(self.offsets, self.offsets[v0] + chunk_clips, side='right')) - 1, v0 + 1)
             v1 = min(v1, len(self))
             c0, c1 = int(self.offsets[v0]), int(self.offsets[v1])
-            x, m = (t[c0:c1] if torch.is_tensor(t) else torch.from_numpy(np.ascontiguousarray(t[c0:c1])) for t in (self.clips, self.mask))
+            with warnings.catch_warnings():   # read-only memory maps become read-only tensors (never written here)
+                warnings.simplefilter('ignore', UserWarning)
+                x, m = (t[c0:c1] if torch.is_tensor(t) else torch.from_numpy(np.ascontiguousarray(t[c0:c1])) for t in (self.clips, self.mask))
             x, m = x.to(q.device, q.dtype), m.to(q.device)                                             # (C, M, d), (C, M)
             sc = torch.einsum('bmd,cmd->bcm', q, x).masked_fill(~m, float('-inf'))
             owner = torch.from_numpy(np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))).to(q.device)
