@@ -146,22 +146,27 @@ class MESM(nn.Module):
         if self.fw_mesm is None: return video
         return self.fw_mesm(video, words, words_mask, vid_pos, None, x_mask=video_mask)
 
-    def project_videos(self, video_feat, group_sizes) -> torch.Tensor:
-        """Input projection of the clips (B, L, Dv) -> (B, L, d). With `dedup_video`, the first row of every group
-        is projected and given to the group's rows (the rows must then repeat their video's features: checked)."""
+    def project_videos(self, video_feat, group_sizes, row_video=None) -> torch.Tensor:
+        """Input projection of the clips (B, L, Dv) -> (B, L, d). With `dedup_video`, each distinct video is projected once
+        and handed to its rows: `row_video` (B,) says which rows share a video (as `VMRBatch.row_video`); without it the
+        groups of `group_sizes` are used when their rows repeat one video's features (checked; otherwise every row is projected)."""
         if not self.cfg.dedup_video: return self.input_vid_proj(video_feat)
-        gs = torch.as_tensor([int(g) for g in group_sizes], device=video_feat.device)
-        if int(gs.sum()) != len(video_feat): raise ValueError(f"group_sizes sum to {int(gs.sum())}, but there are {len(video_feat)} rows")
-        if len(gs) == len(video_feat): return self.input_vid_proj(video_feat)
-        first, rows = torch.cumsum(gs, 0) - gs, torch.repeat_interleave(torch.arange(len(gs), device=gs.device), gs)
+        B = len(video_feat)
+        if row_video is not None:
+            if row_video.shape != (B,): raise ValueError(f"row_video must have shape ({B},), got {tuple(row_video.shape)}")
+            _, inv = torch.unique(row_video, return_inverse=True)
+        else:
+            gs = torch.as_tensor([int(g) for g in group_sizes], device=video_feat.device)
+            if int(gs.sum()) != B: raise ValueError(f"group_sizes sum to {int(gs.sum())}, but there are {B} rows")
+            inv = torch.repeat_interleave(torch.arange(len(gs), device=gs.device), gs)
+        n = int(inv.max()) + 1
+        if n == B: return self.input_vid_proj(video_feat)
+        first = torch.full((n,), B, device=inv.device).scatter_reduce_(0, inv, torch.arange(B, device=inv.device), 'amin')
         uniq = video_feat[first]
-        for dim in (1, 2):   # cheap check that every row carries its group's video: sums over clips and over features
-            a, b = video_feat.sum(dim), uniq.sum(dim)[rows]
-            if not torch.allclose(a, b, rtol=1e-5, atol=1e-5):
-                bad = int((a - b).abs().flatten(1).amax(1).argmax())
-                raise ValueError(f"row {bad} does not carry the video features of its group (row {int(first[rows[bad]])}); "
-                                 "rows of a group must repeat one video's features (or set MESMConfig.dedup_video=False)")
-        return self.input_vid_proj(uniq)[rows]
+        if row_video is None:   # cheap check that the rows of a group carry one video: sums over clips and over features
+            for dim in (1, 2):
+                if not torch.allclose(video_feat.sum(dim), uniq.sum(dim)[inv], rtol=1e-5, atol=1e-5): return self.input_vid_proj(video_feat)
+        return self.input_vid_proj(uniq)[inv]
 
     def reconstruct_sentence(self, video_raw, video_mask, sentence, group_sizes, projected=None):
         """SS-MESM: the row's own sentence slot, masked and rebuilt from the video -> (B, d) L2-normalised.
@@ -203,13 +208,13 @@ class MESM(nn.Module):
 
     # -- forward --------------------------------------------------------------------------------------------
     def forward(self, video_feat, video_mask, words_feat, words_mask, group_sizes, neg_index=None,
-                unknown_mask=None, clip_mask=None, masked_words=None) -> dict:
+                unknown_mask=None, clip_mask=None, masked_words=None, row_video=None) -> dict:
         """video_feat (B, L, Dv), video_mask (B, L), words_feat (B, W, Dt) raw token features, words_mask (B, W),
         group_sizes (G,). With `masked_words` (B, W) (and `unknown_mask`, `clip_mask`) the masked-word branch
-        runs (training). Returns the official output names (shapes in the notebook)."""
+        runs (training). `row_video` (B,): which rows share a video (lets `dedup_video` project each video once). Returns the official output names (shapes in the notebook)."""
         c = self.cfg
         words, sentence = postprocess_text(words_feat, words_mask, c.normalize_txt)
-        pv, pw = self.project_videos(video_feat, group_sizes), self.input_txt_proj(words)
+        pv, pw = self.project_videos(video_feat, group_sizes, row_video), self.input_txt_proj(words)
         vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
         enhanced = self.enhance(pv, video_mask, vid_pos, pw, words_mask)
         out = dict(projed_video_feat=pv, projed_words_feat=pw, enhanced_video_feat=enhanced, vid_position=vid_pos, sentence_feat=sentence)

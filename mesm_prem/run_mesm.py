@@ -73,7 +73,7 @@ def mesm_step(model: MESM, batch, criterion, device='cpu') -> tuple:
         w = b.words_weight if b.words_weight is not None else default_word_weights(b.words_mask)
         masked = sample_masked_words(b.words_mask.cpu(), w.cpu(), np.random).to(device)
     out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes,
-                unknown_mask=b.unknown_mask, clip_mask=b.clip_mask, masked_words=masked)
+                unknown_mask=b.unknown_mask, clip_mask=b.clip_mask, masked_words=masked, row_video=b.row_video)
     return criterion(out, targets_from_batch(b), training=True)
 
 # %% ../nbs/09_mesm_run.ipynb #441bf2ea
@@ -98,7 +98,7 @@ def predict_loader(model: MESM, loader, exp: MESMExperiment, device='cpu') -> li
     for batch in loader:
         b = batch.to(device)
         with torch.autocast('cuda', dtype=torch.bfloat16, enabled=exp.train.amp and torch.device(device).type == 'cuda'):
-            out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes)
+            out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes, row_video=b.row_video)
         n = b.video_mask.sum(1).tolist()
         for i in range(len(b)):
             lines.append(dict(qid=b.qid[i], vid=b.vid[i], query=b.sentence[i],

@@ -1,4 +1,8 @@
-"MESM learns on the synthetic benchmark in a short CPU run (about a minute on 2 cores)."
+"""MESM learns on the synthetic benchmark in a short CPU run (about a minute on 2 cores).
+
+Short runs on this benchmark are sensitive to the random stream (floating-point differences of 1e-7 change the
+trajectory): at 7 epochs, the demo's length, training seeds 0-2 gave R1@0.5 of 36-43 against the baseline's 12.84;
+at 6 epochs seed 0 reached only 19-20. The thresholds below ask for learning, not for a lucky trajectory."""
 import json
 
 import torch
@@ -10,7 +14,7 @@ from mesm_prem.run_mesm import constant_window_baseline, read_split, synthetic_e
 def test_mesm_beats_the_constant_window_baseline(tmp_path):
     torch.set_num_threads(2)
     write_synthetic_benchmark(tmp_path / 'bench')
-    exp = synthetic_experiment(tmp_path / 'bench', epochs=6)
+    exp = synthetic_experiment(tmp_path / 'bench', epochs=7)
     res = train_mesm(exp, tmp_path / 'run', device='cpu', progress=False)['test']
     base = constant_window_baseline(read_split(exp, 'train'), read_split(exp, 'test'))
     print({k: (res[k], base[k]) for k in ('MR-full-R1@0.5', 'MR-full-R1@0.7', 'MR-full-miou', 'MR-full-mAP')})
