@@ -13,13 +13,14 @@ anonymous memory above the process's baseline, polled every 5 ms (the working se
 memory once (where it fits) and the pass runs there. Sizes whose index does not fit on the scratch disk are skipped
 and said so. Not a test: a measurement.
 """
-import argparse, datetime, json, os, platform, shutil, statistics, tempfile, time
+import argparse, json, os, shutil, statistics, tempfile, time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from mesm_prem.run_prem import FlatCorpusIndex
+from mesm_speed import machine   # the same machine record as every bench script
 
 H200_BW = 4.3e12
 
@@ -121,22 +122,10 @@ def main():
         rows.append(res); print(res, flush=True)
         del idx
         shutil.rmtree(folder, ignore_errors=True)
-    machine = dict(date=datetime.date.today().isoformat(), cpu=_cpu(), cores=len(os.sched_getaffinity(0)), threads=a.threads,
-                   gpu=torch.cuda.get_device_name() if dev.type == 'cuda' else None, torch=torch.__version__,
-                   ram_gib=round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30, 1),
-                   copy_bandwidth_gbs=round(bw / 1e9, 2))
-    res = dict(machine=machine, top_k=100, streams=2, d=384, dtype='float16', results=rows)
+    res = dict(machine=dict(machine(dev, a.threads), ram_gib=round(ram / 2**30, 1), copy_bandwidth_gbs=round(bw / 1e9, 2)), top_k=100, streams=2, d=384, dtype='float16', results=rows)
     out = Path(a.out or Path(__file__).parent/'results'/f"corpus_scale_{dev.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1) + '\n')
     print(f"wrote {out}")
-
-
-def _cpu() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == '__main__':

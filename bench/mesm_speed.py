@@ -56,7 +56,7 @@ def batch(Lv: int, device, seed: int = 0):
     tg = dict(norm_windows=[mv(x) for x in nw], video_mask=mv(vm), clip_mask=mv(cm), group_sizes=groups,
               pos_idx=None, neg_idx=None, words_label=mv(lab), saliency_label=None)
     inp = dict(video_feat=mv(video), video_mask=mv(vm), words_feat=mv(words), words_mask=mv(wm), group_sizes=groups,
-               unknown_mask=mv(unk), clip_mask=mv(cm))
+               unknown_mask=mv(unk), clip_mask=mv(cm), row_video=mv(rows))
     return inp, wt, tg
 
 

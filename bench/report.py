@@ -23,6 +23,13 @@ def machine(m: dict) -> str:
     return f"{m.get('date', '?')}, {hw}, torch {m.get('torch', '?')}"
 
 
+def measured(stem: str):
+    "(result, machine line) of `<stem>_cpu.json` and `<stem>_cuda.json`, where measured."
+    for dev in ('cpu', 'cuda'):
+        r = load(f"{stem}_{dev}.json")
+        if r: yield r, machine(r['machine'])
+
+
 def by_lv(r): return {x['Lv']: x for x in r['results']} if r else {}
 
 
@@ -62,17 +69,13 @@ def mesm_section(out: list):
 
 
 def prem_section(out: list):
-    r = load('prem_search_cpu.json')
     out += ["## PREM corpus search at TVR-val size", "",
             "The full-size TVR models (hidden 384, untrained: the speed does not depend on the weights) on a synthetic corpus of "
             "2,179 videos (113,868 clips of 4352-d image and 768-d subtitle features in float16 HDF5) and 10,895 queries "
             "(`bench/prem_search.py`): the corpus index (retriever over every video), the retrieval of every query, then the "
             "localizer on each query's top 10 videos, Eq 13, NMS and the VR/VCMR lists.", ""]
-    for name in ('prem_search_cpu.json', 'prem_search_cuda.json'):
-        r = load(name)
-        if not r: continue
-        m = r['machine']
-        out += [f"**{machine(m) if isinstance(m, dict) else m}** ({r.get('precision', 'fp32')}): {r['queries_searched']} queries searched",
+    for r, m in measured('prem_search'):
+        out += [f"**{m}** ({r.get('precision', 'fp32')}): {r['queries_searched']} queries searched",
                 "", "| index | retrieval | localization | per query | end to end, all 10,895 queries |", "|---|---|---|---|---|",
                 f"| {r['seconds_index']:.1f} s | {r.get('seconds_retrieve', float('nan')):.1f} s | {r.get('seconds_localize', float('nan')):.1f} s | "
                 f"{r['seconds_per_query'] * 1000:.1f} ms | {r['seconds_end_to_end_all_10895']:.0f} s |", ""]
@@ -83,11 +86,8 @@ def scale_section(out: list):
             "`FlatCorpusIndex` (float16 clip embeddings, one row per clip, memory-mapped) searched for the top 100 videos "
             "(`bench/corpus_scale.py`): TVR-shaped videos (mean 51.5 clips, 2 streams, d = 384, 1.58 kB per clip). One pass "
             "reads the whole index; the bandwidth-bound limit of a pass is its bytes over the memory bandwidth.", ""]
-    for name in ('corpus_scale_cpu.json', 'corpus_scale_cuda.json'):
-        r = load(name)
-        if not r: continue
-        m = r['machine']
-        out += [f"**{machine(m)}**, {m.get('ram_gib', '?')} GiB RAM, measured copy bandwidth {m.get('copy_bandwidth_gbs', '?')} GB/s", "",
+    for r, m in measured('corpus_scale'):
+        out += [f"**{m}**, {r['machine'].get('ram_gib', '?')} GiB RAM, measured copy bandwidth {r['machine'].get('copy_bandwidth_gbs', '?')} GB/s", "",
                 "| videos | index | read from | 1 query | 64 queries (per query) | working memory | bound here | bound on an H200 (4.3 TB/s) |",
                 "|---|---|---|---|---|---|---|---|"]
         for x in r['results']:

@@ -108,7 +108,7 @@ def mesm_feature_sets(model: MESM, dataset, batch_size: int = 32, device='cpu', 
     keep = {'clips (projected)': [], 'clips (FW-MESM enhanced)': [], 'clips (aligned)': [], 'words (projected)': []}
     for b in vmr_loader(dataset, batch_size, train=False):
         b = b.to(device)
-        out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes)
+        out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes, row_video=b.row_video)
         vm, wm = b.video_mask, b.words_mask
         keep['clips (projected)'].append(out['projed_video_feat'][vm]); keep['clips (FW-MESM enhanced)'].append(out['enhanced_video_feat'][vm])
         keep['clips (aligned)'].append(out['encoded_video_feat'][vm]); keep['words (projected)'].append(out['projed_words_feat'][wm])

@@ -37,7 +37,7 @@ def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
     "Pad a list of (L_i, ...) tensors to (N, max L, ...); returns (padded, mask) with mask True on real rows."
     n, L = len(seqs), max(len(s) for s in seqs)
     out = seqs[0].new_full((n, L, *seqs[0].shape[1:]), value)
-    mask = torch.zeros(n, L, dtype=torch.bool)
+    mask = torch.zeros(n, L, dtype=torch.bool, device=seqs[0].device)
     for i, s in enumerate(seqs):
         out[i, :len(s)] = s; mask[i, :len(s)] = True
     return out, mask

@@ -146,27 +146,17 @@ class MESM(nn.Module):
         if self.fw_mesm is None: return video
         return self.fw_mesm(video, words, words_mask, vid_pos, None, x_mask=video_mask)
 
-    def project_videos(self, video_feat, group_sizes, row_video=None) -> torch.Tensor:
-        """Input projection of the clips (B, L, Dv) -> (B, L, d). With `dedup_video`, each distinct video is projected once
-        and handed to its rows: `row_video` (B,) says which rows share a video (as `VMRBatch.row_video`); without it the
-        groups of `group_sizes` are used when their rows repeat one video's features (checked; otherwise every row is projected)."""
-        if not self.cfg.dedup_video: return self.input_vid_proj(video_feat)
+    def project_videos(self, video_feat, row_video=None) -> torch.Tensor:
+        """Input projection of the clips (B, L, Dv) -> (B, L, d). With `dedup_video` and `row_video` (B,) (which rows share a
+        video, as `VMRBatch.row_video`), each distinct video is projected once and handed to its rows; otherwise every row."""
         B = len(video_feat)
-        if row_video is not None:
-            if row_video.shape != (B,): raise ValueError(f"row_video must have shape ({B},), got {tuple(row_video.shape)}")
-            _, inv = torch.unique(row_video, return_inverse=True)
-        else:
-            gs = torch.as_tensor([int(g) for g in group_sizes], device=video_feat.device)
-            if int(gs.sum()) != B: raise ValueError(f"group_sizes sum to {int(gs.sum())}, but there are {B} rows")
-            inv = torch.repeat_interleave(torch.arange(len(gs), device=gs.device), gs)
+        if not self.cfg.dedup_video or row_video is None: return self.input_vid_proj(video_feat)
+        if row_video.shape != (B,): raise ValueError(f"row_video must have shape ({B},), got {tuple(row_video.shape)}")
+        _, inv = torch.unique(row_video, return_inverse=True)
         n = int(inv.max()) + 1
         if n == B: return self.input_vid_proj(video_feat)
         first = torch.full((n,), B, device=inv.device).scatter_reduce_(0, inv, torch.arange(B, device=inv.device), 'amin')
-        uniq = video_feat[first]
-        if row_video is None:   # cheap check that the rows of a group carry one video: sums over clips and over features
-            for dim in (1, 2):
-                if not torch.allclose(video_feat.sum(dim), uniq.sum(dim)[inv], rtol=1e-5, atol=1e-5): return self.input_vid_proj(video_feat)
-        return self.input_vid_proj(uniq)[inv]
+        return self.input_vid_proj(video_feat[first])[inv]
 
     def reconstruct_sentence(self, video_raw, video_mask, sentence, group_sizes, projected=None):
         """SS-MESM: the row's own sentence slot, masked and rebuilt from the video -> (B, d) L2-normalised.
@@ -214,7 +204,7 @@ class MESM(nn.Module):
         runs (training). `row_video` (B,): which rows share a video (lets `dedup_video` project each video once). Returns the official output names (shapes in the notebook)."""
         c = self.cfg
         words, sentence = postprocess_text(words_feat, words_mask, c.normalize_txt)
-        pv, pw = self.project_videos(video_feat, group_sizes, row_video), self.input_txt_proj(words)
+        pv, pw = self.project_videos(video_feat, row_video), self.input_txt_proj(words)
         vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
         enhanced = self.enhance(pv, video_mask, vid_pos, pw, words_mask)
         out = dict(projed_video_feat=pv, projed_words_feat=pw, enhanced_video_feat=enhanced, vid_position=vid_pos, sentence_feat=sentence)

@@ -16,12 +16,12 @@ import torch.nn.functional as F
 
 from .features import *
 from .features import DataError
-from .data import (VMRDataset, collate_vmr, vmr_loader, set_vmr_epoch, save_config, config_to_dict, safe_load)
+from .data import (VMRDataset, collate_vmr, pad_sequences, vmr_loader, set_vmr_epoch, save_config, config_to_dict, safe_load)
 from .spans import span_cxw_to_xx, temporal_nms
 from .losses import targets_from_batch
 from .metrics import eval_vmr
 from .mesm import *
-from .training import Trainer, TrainerConfig, seed_everything, init_distributed, ShardedBatchSampler
+from .training import Trainer, TrainerConfig, seed_everything, init_distributed, shard_loader
 
 # %% auto #0
 __all__ = ['read_split', 'video_features', 'mesm_dataset', 'default_word_weights', 'mesm_step', 'windows_from_outputs',
@@ -135,12 +135,9 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
     sel_split = exp.data.val_split if t.select_on == 'val' else exp.data.eval_splits[0]
     sel_ds = mesm_dataset(exp, sel_split, video)
     model, crit = MESM(exp.model), exp.criterion()
-    loader = vmr_loader(train_ds, t.batch_size, train=True, seed=t.seed, num_workers=t.num_workers)
-    if world > 1:
-        if t.batch_size < 2 * world: raise ValueError(f"batch_size {t.batch_size} gives fewer than 2 videos to each of {world} processes")
-        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=ShardedBatchSampler(loader.batch_sampler), collate_fn=loader.collate_fn,
-                                             num_workers=t.num_workers, persistent_workers=loader.persistent_workers)
-        seed_everything(t.seed + rank)   # the weights are rank 0's (DDP broadcasts them); dropout differs per rank
+    if world > 1 and t.batch_size < 2 * world: raise ValueError(f"batch_size {t.batch_size} gives fewer than 2 videos to each of {world} processes")
+    loader = shard_loader(vmr_loader(train_ds, t.batch_size, train=True, seed=t.seed, num_workers=t.num_workers))
+    if world > 1: seed_everything(t.seed + rank)   # the weights are rank 0's (DDP broadcasts them); dropout differs per rank
     def make_loader(epoch):
         set_vmr_epoch(loader, epoch); return loader
     def evaluate(m):
@@ -184,14 +181,12 @@ class MESMPredictor:
         for i, w in enumerate(ws):
             if w.ndim != 2 or w.shape[1] != self.exp.model.txt_dim or len(w) == 0: raise DataError(f"sentence {i}: token features must be (W, {self.exp.model.txt_dim}), got {tuple(w.shape)}")
         B = len(ws)
-        W = max(len(w) for w in ws)
-        words = torch.zeros(B, W, ws[0].shape[1]); wm = torch.zeros(B, W, dtype=torch.bool)
-        for i, w in enumerate(ws): words[i, :len(w)] = w; wm[i, :len(w)] = True
+        words, wm = pad_sequences(ws)
         video = v[None].expand(B, -1, -1).to(self.device)
         vm = torch.ones(B, len(v), dtype=torch.bool, device=self.device)
         # a second (empty) group lets the model's negative pass run; its outputs are not used
         out = self.model(torch.cat([video, video[:1]]), torch.cat([vm, vm[:1]]), torch.cat([words, words[:1]]).to(self.device),
-                         torch.cat([wm, wm[:1]]).to(self.device), torch.tensor([B, 1]))
+                         torch.cat([wm, wm[:1]]).to(self.device), torch.tensor([B, 1]), row_video=torch.zeros(B + 1, dtype=torch.long, device=self.device))
         ev = dataclasses.replace(self.exp.eval, max_after_nms=top_k)
         return [windows_from_outputs(out['pred_logits'][i], out['pred_spans'][i], duration, ev, self.exp.data.clip_len) for i in range(B)]
 

@@ -25,7 +25,7 @@ from .data import (CorpusChunks, VCMRDataset, VCMRQueryDataset, _video_and_subs,
 from .spans import temporal_nms, topk_moments
 from .metrics import eval_vcmr
 from .prem import PREMConfig, PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
-from .training import Trainer, TrainerConfig, seed_everything, init_distributed, dist_info, ShardedBatchSampler
+from .training import Trainer, TrainerConfig, seed_everything, init_distributed, shard_loader
 
 # %% auto #0
 __all__ = ['PREM_PRESETS', 'PREMData', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'prem_config', 'PREMInputs',
@@ -210,6 +210,17 @@ def collate_localizer(items: list) -> LocalizerBatch:
                           [it['qid'] for it in items], [[it['vid']] + it['neg_vids'] for it in items])
 
 # %% ../nbs/10_prem_run.ipynb #c606df20
+def _pad_to(x, L: int):
+    "(N, l, ...) or (N, l) padded with zeros to length L along dim 1 (None stays None)."
+    return None if x is None else F.pad(x, (0, 0, 0, L - x.shape[1]) if x.ndim == 3 else (0, L - x.shape[1]))
+
+def _merge_topk(best_s, best_i, s, start: int, k: int) -> tuple:
+    "The running top-k (B, <=k) merged with the scores (B, n) of corpus positions start.. ; ties keep the lower position."
+    idx = torch.arange(start, start + s.shape[1], device=s.device).expand(len(s), -1)
+    s_all, i_all = torch.cat([best_s, s], 1), torch.cat([best_i, idx], 1)     # kept ones first: lower positions
+    top = torch.sort(s_all, dim=1, descending=True, stable=True)[1][:, :k]
+    return s_all.gather(1, top), i_all.gather(1, top)
+
 class CorpusIndex:
     "Unit clip embeddings of a corpus, in chunks: search = Eq 6 with a running top-k."
     def __init__(self, vids: list, chunks: list, masks: list):
@@ -226,7 +237,7 @@ class CorpusIndex:
             from tqdm.auto import tqdm
             it = tqdm(it, desc='encode corpus', leave=False)
         L = max(video.n_clips(v) for v in vids)     # one padded length for every chunk: a video's embedding never depends on its chunk
-        pad = lambda x: None if x is None else torch.nn.functional.pad(x, (0, 0, 0, L - x.shape[1]) if x.ndim == 3 else (0, L - x.shape[1])).to(device)
+        pad = lambda x: None if x is None else _pad_to(x, L).to(device)
         for c in it:
             m = pad(c.video_mask)
             chunks.append(retriever.encode_videos(pad(c.video_feat), m, pad(c.sub_feat)))
@@ -243,10 +254,7 @@ class CorpusIndex:
         start = 0
         for c, m in zip(self.chunks, self.masks):
             s = PREMRetriever.video_scores(PREMRetriever.clip_scores(q, c.to(q.device)), m.to(q.device))
-            idx = torch.arange(start, start + len(c), device=q.device).expand(len(q), -1)
-            s_all, i_all = torch.cat([best_s, s], 1), torch.cat([best_i, idx], 1)   # kept ones first: lower positions
-            top = torch.sort(s_all, dim=1, descending=True, stable=True)[1][:, :k]     # stable: ties keep the lower position
-            best_s, best_i = s_all.gather(1, top), i_all.gather(1, top)
+            best_s, best_i = _merge_topk(best_s, best_i, s, start, k)
             start += len(c)
         return best_s, best_i
 
@@ -348,10 +356,7 @@ class FlatCorpusIndex:
             owner = torch.from_numpy(np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))).to(q.device)
             per = sc.new_full((B, v1 - v0, q.shape[1]), float('-inf')).scatter_reduce_(1, owner[None, :, None].expand_as(sc), sc, 'amax')
             s = per.masked_fill(per == float('-inf'), 0.).mean(-1)                  # a stream with no clip counts 0, as masked_max
-            idx = torch.arange(v0, v1, device=q.device).expand(B, -1)
-            s_all, i_all = torch.cat([best_s, s], 1), torch.cat([best_i, idx], 1)
-            top = torch.sort(s_all, dim=1, descending=True, stable=True)[1][:, :k]
-            best_s, best_i = s_all.gather(1, top), i_all.gather(1, top)
+            best_s, best_i = _merge_topk(best_s, best_i, s, v0, k)
             v0 = v1
         return best_s, best_i
 
@@ -375,8 +380,7 @@ class LocalizerVideoCache:
             part = vids[i:i + self.chunk]
             vf, vm, sf = _load_videos(part, self.inputs, self.device)
             if vm.shape[1] > self.pad_to: raise DataError(f"video {part[int(vm.sum(1).argmax())]} has {vm.shape[1]} clips > pad_to {self.pad_to}")
-            pad = lambda x: None if x is None else F.pad(x, (0, 0, 0, self.pad_to - x.shape[1]) if x.ndim == 3 else (0, self.pad_to - x.shape[1]))
-            e = self.localizer.encode_videos(pad(vf), pad(vm), pad(sf))
+            e = self.localizer.encode_videos(*(_pad_to(x, self.pad_to) for x in (vf, vm, sf)))
             for v, n, x in zip(part, vm.sum(1).tolist(), e):
                 self.enc[v] = x[:, :n].clone(); self.bytes += self.enc[v].nbytes
 
@@ -386,24 +390,18 @@ class LocalizerVideoCache:
         for v in vids: self.enc.move_to_end(v)
         while self.bytes > self.max_bytes and len(self.enc) > len(set(vids)):   # the least recently used go (never this request's)
             self.bytes -= self.enc.popitem(last=False)[1].nbytes
-        xs = [self.enc[v] for v in vids]
-        L = max(x.shape[1] for x in xs)
-        out = torch.zeros(len(xs), xs[0].shape[0], L, xs[0].shape[2], dtype=xs[0].dtype, device=xs[0].device)
-        mask = torch.zeros(len(xs), L, dtype=torch.bool, device=xs[0].device)
-        for i, x in enumerate(xs): out[i, :, :x.shape[1]] = x; mask[i, :x.shape[1]] = True
-        return out, mask
+        out, mask = pad_sequences([self.enc[v].transpose(0, 1) for v in vids])      # (N, L, M, d)
+        return out.transpose(1, 2), mask
 
 @torch.no_grad()
 def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, inputs, device='cpu', cache: LocalizerVideoCache | None = None) -> tuple:
     """Queries (B, Lq, Dt) x their candidate videos (B lists of K vids) -> start, end logits (B, K, L) and clip mask (B, K, L).
-    `cache`: the videos' encodings come from (and stay in) it; otherwise each distinct video of the batch is encoded here."""
+    `cache`: the videos' encodings come from (and stay in) it; otherwise each distinct video of the batch is encoded here once."""
     localizer.eval()
     B, K = len(vids), len(vids[0])
     uniq = list(dict.fromkeys(v for row in vids for v in row))
-    if cache is not None: enc, vm = cache.get(uniq)
-    else:
-        vf, vm, sf = _load_videos(uniq, inputs, device)
-        enc = localizer.encode_videos(vf, vm, sf)                              # each distinct video once
+    cache = cache or LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in uniq), device, max_bytes=0)
+    enc, vm = cache.get(uniq)
     at = {v: n for n, v in enumerate(uniq)}
     pos = torch.tensor([[at[v] for v in row] for row in vids], device=device).flatten()
     w, q = localizer.encode_queries(query_feat.to(device), query_mask.to(device))
@@ -493,10 +491,7 @@ def flat_metrics(m: dict) -> dict:
 # %% ../nbs/10_prem_run.ipynb #9ec65451
 def _vcmr_loader(ds, batch, seed, epoch, workers, collate, shuffle=True):
     g = torch.Generator().manual_seed(seed * 1000 + epoch)
-    if dist_info()[1] == 1: return DataLoader(ds, batch_size=batch, shuffle=shuffle, generator=g, collate_fn=collate, num_workers=workers)
-    order = torch.utils.data.RandomSampler(ds, generator=g) if shuffle else range(len(ds))   # the single-process batches, shared out
-    return DataLoader(ds, batch_sampler=ShardedBatchSampler(torch.utils.data.BatchSampler(order, batch, drop_last=False)),
-                      collate_fn=collate, num_workers=workers)
+    return shard_loader(DataLoader(ds, batch_size=batch, shuffle=shuffle, generator=g, collate_fn=collate, num_workers=workers))
 
 def _trainer_cfg(t: PREMTrain, epochs, steps, stop, progress) -> TrainerConfig:
     return TrainerConfig(lr=t.lr, weight_decay=t.weight_decay, schedule='linear', warmup=t.warmup, steps_per_epoch=steps,

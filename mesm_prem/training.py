@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 import warnings
 with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidgets is installed, text bars otherwise
@@ -27,8 +28,8 @@ from .data import atomic_save, safe_load   # the run-folder file helpers (01_dat
 
 # %% auto #0
 __all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks', 'dist_info',
-           'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'linear_warmup_decay', 'TrainerConfig',
-           'Trainer', 'read_metrics', 'plot_metrics']
+           'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'shard_loader', 'linear_warmup_decay',
+           'TrainerConfig', 'Trainer', 'read_metrics', 'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -69,7 +70,6 @@ def keep_large_blocks(threshold: int = 1 << 30) -> bool:
 # %% ../nbs/08_training.ipynb #69bb50f1
 def dist_info() -> tuple:
     "(rank, world size) of this process: (0, 1) unless a process group is initialised."
-    import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): return dist.get_rank(), dist.get_world_size()
     return 0, 1
 
@@ -81,7 +81,6 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> t
     """Join the process group `torchrun` describes in the environment; returns (rank, world size, device).
     Without one (no `WORLD_SIZE` > 1) nothing happens: (0, 1, device). gloo on CPU, NCCL on CUDA (`backend` overrides);
     on CUDA every rank takes the GPU of its `LOCAL_RANK`."""
-    import torch.distributed as dist
     device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world <= 1: return 0, 1, device
@@ -108,6 +107,12 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
             if len(b) < self.world: raise ValueError(f"a batch of {len(b)} items cannot be shared by {self.world} processes (raise the batch size)")
             yield [int(i) for i in np.array_split(np.asarray(b), self.world)[self.rank]]
     def __len__(self): return len(self.batch_sampler)
+
+def shard_loader(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
+    "`loader` itself in one process; under `torchrun`, the same loader over this rank's share of each of its batches."
+    if dist_info()[1] == 1: return loader
+    return torch.utils.data.DataLoader(loader.dataset, batch_sampler=ShardedBatchSampler(loader.batch_sampler), collate_fn=loader.collate_fn,
+                                       num_workers=loader.num_workers, persistent_workers=loader.persistent_workers)
 
 class _StepModule(nn.Module):
     "The training step as a module, so that `DistributedDataParallel` sees the whole loss computation as one forward."
@@ -207,7 +212,6 @@ class Trainer:
             losses, total = self.ddp(batch) if self.ddp is not None else self.step_fn(self.model, batch)
         finite = bool(torch.isfinite(total))
         if self.world > 1:   # every rank stops together (a lone rank stopping would leave the others waiting in backward)
-            import torch.distributed as dist
             flag = torch.tensor([float(finite)], device=total.device); dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
         if not finite: raise FloatingPointError(f"non-finite loss at step {self.state['global_step']} (rank {self.rank}): {float(total)}")
         self.opt.zero_grad(set_to_none=True)
@@ -219,7 +223,6 @@ class Trainer:
         out['loss'] = float(total.detach())
         if gn is not None: out['grad_norm'] = float(gn)
         if self.world > 1:   # the log shows the mean over the ranks (the gradient norm is the same on every rank)
-            import torch.distributed as dist
             v = torch.tensor([out[k] for k in sorted(out)], dtype=torch.float64, device=total.device); dist.all_reduce(v)
             out = {k: float(x) / self.world for k, x in zip(sorted(out), v.tolist())}
         return out
@@ -230,7 +233,7 @@ class Trainer:
         if self.device.type == 'cpu': torch.set_flush_denormal(True); keep_large_blocks()
         try:
             out = self._fit(resume)
-            if self.world > 1: import torch.distributed as dist; dist.barrier()   # best.pt is written before any rank reads it
+            if self.world > 1: dist.barrier()   # best.pt is written before any rank reads it
             return out
         finally: torch.set_flush_denormal(ftz_before)   # leave the process as we found it
 
@@ -275,7 +278,6 @@ class Trainer:
     def _evaluate(self) -> dict:
         "`evaluate(model)` on rank 0; under `torchrun` the metrics are then sent to every rank (they all select alike)."
         if self.world == 1: return self.evaluate(self.model)
-        import torch.distributed as dist
         box = [self.evaluate(self.model) if self.main else None]
         dist.broadcast_object_list(box, src=0)
         return box[0]
