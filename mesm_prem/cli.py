@@ -19,7 +19,8 @@ from .data import apply_overrides, load_config
 
 # %% auto #0
 __all__ = ['load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'build_parser', 'main']
+           'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'cmd_build_vocab', 'cmd_extract_text',
+           'build_parser', 'main']
 
 # %% ../nbs/11_cli.ipynb #4145aeec
 def _charades_csv(ann: Path, given):
@@ -136,6 +137,33 @@ def cmd_search(a) -> int:
     print(json.dumps(res, indent=1))
     return 0
 
+# %% ../nbs/11_cli.ipynb #60dffcc7
+def _experiment(a) -> MESMExperiment:
+    if (a.config is None) == (a.preset is None): raise DataError("give exactly one of --preset, --config")
+    if a.preset and a.preset not in MESM_PRESETS: raise DataError(f"unknown mesm preset {a.preset!r}; choose from {sorted(MESM_PRESETS)}")
+    exp = load_config(MESMExperiment, a.config) if a.config else mesm_config(a.preset)
+    return apply_overrides(exp, a.set or [])
+
+def cmd_build_vocab(a) -> int:
+    from mesm_prem.text import build_vocab
+    exp = _experiment(a)
+    p = build_vocab(exp, splits=a.splits, kind=a.kind, out=a.out, glove_pkl=a.glove_pkl)
+    n = sum(1 for _ in open(p))
+    print(f"wrote {n} tokens to {p}")
+    return 0
+
+def cmd_extract_text(a) -> int:
+    from mesm_prem.text import extract_text_splits, text_encoder_for
+    import torch
+    exp = _experiment(a)
+    device = a.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+    enc = text_encoder_for(exp, clip_weights=a.clip_weights, glove_txt=a.glove, glove_pkl=a.glove_pkl, device=device, dtype=a.dtype,
+                           pos_tagger=a.pos_tagger, unk_seed=a.unk_seed)
+    out = extract_text_splits(exp, enc, splits=a.splits, batch_size=a.batch_size, resume=not a.no_resume, progress=not a.quiet)
+    print(json.dumps(dict(stores={k: str(v) for k, v in out.items()}, **{k: (str(v) if not isinstance(v, (int, float, bool)) else v)
+                                                                         for k, v in enc.attrs.items()}), indent=1))
+    return 0
+
 # %% ../nbs/11_cli.ipynb #63de7a87
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='mesm-prem', description="MESM and PREM for video moment retrieval: data, training, evaluation.")
@@ -235,6 +263,40 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument('--device', help='cpu or cuda (default: cuda when available)')
     se.add_argument('--quiet', action='store_true', help='no progress bars')
     se.set_defaults(func=cmd_search)
+
+    bv = sub.add_parser('build-vocab', help="write a dataset's MLM counts file (CLIP_/GloVe_tokenized_count.txt) from its annotations",
+                        description="Count the tokens of a MESM experiment's sentences as the official data/tokenized_count.py does and write "
+                                    "the counts file (default: data.root/data.vocab_file). Charades-STA: train + test reproduce the shipped files; "
+                                    "QVHighlights: train + val.")
+    bv.add_argument('--preset', help='a MESM preset: %s' % ', '.join(sorted(MESM_PRESETS)))
+    bv.add_argument('--config', help='a JSON MESM experiment config')
+    bv.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides, e.g. data.root=data/charades')
+    bv.add_argument('--splits', nargs='*', help='splits to count (default: every annotated split, train first)')
+    bv.add_argument('--kind', choices=['clip', 'glove'], help="the counts file's kind (default: the experiment's text features)")
+    bv.add_argument('--glove-pkl', help="write the classes of this glove.pkl's counter instead of counting")
+    bv.add_argument('--out', help='file to write (default: under data.root, the official name)')
+    bv.set_defaults(func=cmd_build_vocab)
+
+    xt = sub.add_parser('extract-text', help="write a dataset's text stores (token features, ids, masked-word weights)",
+                        description="Encode every sentence of a MESM experiment's splits as the official code does and write the HDF5 text "
+                                    "stores named in data.text_features (under data.root). Resumes a stopped run.")
+    xt.add_argument('--preset', help='a MESM preset: %s' % ', '.join(sorted(MESM_PRESETS)))
+    xt.add_argument('--config', help='a JSON MESM experiment config')
+    xt.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides, e.g. data.root=data/charades')
+    xt.add_argument('--splits', nargs='*', help='splits to encode (default: every annotated split)')
+    w = xt.add_mutually_exclusive_group(required=True)
+    w.add_argument('--clip-weights', help="clip_text_encoder.pth (MESM) or OpenAI's ViT-B-32.pt")
+    w.add_argument('--glove', help='glove.6B.300d.txt (vocabulary ids from the counts file data.vocab_file)')
+    w.add_argument('--glove-pkl', help="CPL's glove.pkl (Charades VGG_GloVe)")
+    xt.add_argument('--dtype', choices=['auto', 'float16', 'float32'], default='auto', help='CLIP precision (default: float16 on CUDA, float32 on CPU)')
+    xt.add_argument('--pos-tagger', choices=['auto', 'nltk', 'closed-class'], default='auto',
+                    help="masked-word weights: NLTK's tagger (needs its data), the closed-class fallback, or auto (default)")
+    xt.add_argument('--unk-seed', type=int, default=0, help='seed of the shared unknown-word vector (--glove; default: %(default)s)')
+    xt.add_argument('--batch-size', type=int, default=64, help='sentences per batch (default: %(default)s)')
+    xt.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    xt.add_argument('--no-resume', action='store_true', help='start over instead of completing a partial store')
+    xt.add_argument('--quiet', action='store_true', help='no progress bars')
+    xt.set_defaults(func=cmd_extract_text)
     return p
 
 def main(argv=None) -> int:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .features import *
 from .features import DataError
+from .text import check_text_ids
 from .data import (VMRDataset, collate_vmr, pad_sequences, vmr_loader, set_vmr_epoch, save_config, config_to_dict, safe_load)
 from .spans import span_cxw_to_xx, temporal_nms
 from .losses import targets_from_batch
@@ -53,6 +54,7 @@ def mesm_dataset(exp: MESMExperiment, split: str, video: VideoFeatures | None = 
     if vocab is not None and vocab.n_classes != m.n_classes:
         raise DataError(f"{d.vocab_file}: {vocab.n_classes} masked-word classes, but model.n_classes is {m.n_classes}")
     text = TextStore(Path(d.root)/d.text_features[split], dim=m.txt_dim, max_words=d.max_words_l)
+    if vocab is not None: check_text_ids(text.path, Path(d.root)/d.vocab_file)   # the store's ids are the counts file's
     return VMRDataset(read_split(exp, split), video or video_features(exp), text, vocab, clip_len=d.clip_len,
                       max_gather_size=d.max_gather_size, contra_samples=d.contra_samples, max_windows=d.max_windows, seed=exp.train.seed,
                       rescale_pooled=d.rescale_pooled_indices)

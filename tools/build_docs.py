@@ -30,6 +30,7 @@ NBS, BUILD, SITE, DOCS = ROOT / 'nbs', ROOT / '_docs_build', ROOT / '_docs', ROO
 PKG = 'mesm_prem'
 # hand-written pages, in the order of the navigation
 PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md'),
+         ('MESM datasets, step by step', 'mesm_datasets.md'),
          ('Performance', 'performance.md')]
 
 
