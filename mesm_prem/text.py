@@ -8,7 +8,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import html
-import json
 import math
 import os
 import pickle
@@ -20,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import h5py
 import numpy as np
@@ -31,18 +30,16 @@ from einops import rearrange
 from torch import nn
 from tqdm import tqdm
 
-from .features import (CLIP_EOT, CLIP_SOT, Annotations, DataError, TokenFeatures, _open_text, read_charades_cd,
-                                read_charades_cg, read_charades_sta, read_qvhighlights, read_tacos)
+from .features import CLIP_EOT, CLIP_SOT, Annotations, DataError, TokenFeatures, _open_text
 
 # %% auto #0
-__all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'TEXT_ANNOTATION_READERS',
-           'clip_bpe_path', 'byte_alphabet', 'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger',
-           'get_tagger', 'pos_weights', 'ClipTextConfig', 'ClipTextBlock', 'ClipTextTower', 'read_clip_state_dict',
-           'clip_text_state_dict', 'load_clip_text_tower', 'nltk_words', 'punctuation_words', 'GloVeVocab',
-           'read_glove_txt', 'glove_table', 'read_glove_pkl', 'ClipTextFeatures', 'GloVeTextFeatures',
-           'GloVePklTextFeatures', 'extract_text', 'count_tokens', 'counts_lines', 'glove_pkl_counts_lines',
-           'write_counts', 'counts_id_space', 'check_text_ids', 'vocab_kind', 'build_vocab', 'text_encoder_for',
-           'extract_text_splits']
+__all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'clip_bpe_path', 'byte_alphabet',
+           'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger', 'get_tagger', 'pos_weights', 'ClipTextConfig',
+           'ClipTextBlock', 'ClipTextTower', 'read_clip_state_dict', 'clip_text_state_dict', 'load_clip_text_tower',
+           'nltk_words', 'punctuation_words', 'GloVeVocab', 'read_glove_txt', 'glove_table', 'read_glove_pkl',
+           'ClipTextFeatures', 'GloVeTextFeatures', 'GloVePklTextFeatures', 'extract_text', 'count_tokens',
+           'counts_lines', 'glove_pkl_counts_lines', 'write_counts', 'counts_id_space', 'check_text_ids', 'vocab_kind',
+           'build_vocab', 'text_encoder_for', 'extract_text_splits']
 
 # %% ../nbs/14_text.ipynb #8216f0c3
 ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../mesm_prem/assets')
@@ -447,9 +444,6 @@ class GloVePklTextFeatures:
         return out
 
 # %% ../nbs/14_text.ipynb #fc61b1b0
-TEXT_ANNOTATION_READERS = dict(charades=read_charades_sta, charades_sta=read_charades_sta, charades_cg=read_charades_cg,
-                               charades_cd=read_charades_cd, tacos=read_tacos, qvhighlights=read_qvhighlights)
-
 def _attrs_equal(a, b) -> bool:
     return {k: str(v) for k, v in a.items()} == {k: str(v) for k, v in b.items()}
 
