@@ -42,10 +42,13 @@ def test_predict_command(demo, tmp_path):
     assert len(rows) == n and all(row['vid'] == vid and len(row['pred_relevant_windows']) == 3 for row in rows)
     for row in rows:
         assert all(0 <= s <= e <= row['duration'] for s, e, _ in row['pred_relevant_windows'])
-    # the run's own test submission holds the same windows for these sentences (its top 3)
+    # the run's own test submission holds the same windows for these sentences: the same top-3 scores, and every
+    # predicted window among its windows with that score (the quick model ties scores, and ties may order either way)
     sub = {d['qid']: d for d in map(json.loads, (out / 'runs' / 'mesm' / 'predictions' / 'test_submission.jsonl').read_text().splitlines())}
     for row in rows:
-        np.testing.assert_allclose(np.array(row['pred_relevant_windows']), np.array(sub[int(row['qid'])]['pred_relevant_windows'][:3]), atol=1e-3)
+        mine, theirs = np.array(row['pred_relevant_windows']), np.array(sub[int(row['qid'])]['pred_relevant_windows'])
+        np.testing.assert_allclose(mine[:, 2], theirs[:3, 2], atol=1e-3)
+        for w in mine: assert (np.abs(theirs - w).max(1) <= 1e-3).any(), (w, theirs)
     r = cli('predict', out / 'runs' / 'mesm', '--video', vid, '--queries', rows[0]['qid'], '--out', tmp_path / 'p.jsonl', '--device', 'cpu')
     assert r.returncode == 0 and len((tmp_path / 'p.jsonl').read_text().splitlines()) == 1
     r = cli('predict', out / 'runs' / 'mesm', '--video', 'no_such_video', '--device', 'cpu')
