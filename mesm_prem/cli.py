@@ -160,8 +160,7 @@ def cmd_extract_text(a) -> int:
     enc = text_encoder_for(exp, clip_weights=a.clip_weights, glove_txt=a.glove, glove_pkl=a.glove_pkl, device=device, dtype=a.dtype,
                            pos_tagger=a.pos_tagger, unk_seed=a.unk_seed)
     out = extract_text_splits(exp, enc, splits=a.splits, batch_size=a.batch_size, resume=not a.no_resume, progress=not a.quiet)
-    print(json.dumps(dict(stores={k: str(v) for k, v in out.items()}, **{k: (str(v) if not isinstance(v, (int, float, bool)) else v)
-                                                                         for k, v in enc.attrs.items()}), indent=1))
+    print(json.dumps(dict(stores={k: str(v) for k, v in out.items()}, **enc.attrs), indent=1, default=str))
     return 0
 
 # %% ../nbs/11_cli.ipynb #63de7a87

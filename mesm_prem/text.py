@@ -31,6 +31,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .features import CLIP_EOT, CLIP_SOT, Annotations, DataError, TokenFeatures, _open_text
+from .data import pad_sequences
 
 # %% auto #0
 __all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'clip_bpe_path', 'byte_alphabet',
@@ -112,15 +113,10 @@ class ClipBPE:
         return ids, pieces
 
     def decode(self, ids) -> str:
-        "Text of token ids (SOT/EOT shown as their names)."
+        "Text of token ids (SOT/EOT shown as their names): every character of a token is a byte of the alphabet."
         inv = {c: b for b, c in byte_alphabet().items()}
-        s = ''.join(self.decoder[int(i)] for i in ids)
-        out, buf = [], []
-        for ch in s.replace('</w>', ' '):
-            if ch in inv: buf.append(inv[ch])
-            else: out.append(bytes(buf).decode('utf-8', errors='replace')); buf = []; out.append(ch)
-        out.append(bytes(buf).decode('utf-8', errors='replace'))
-        return ''.join(out).strip()
+        raw = bytes(inv[c] for i in ids for c in self.decoder[int(i)])
+        return raw.decode('utf-8', errors='replace').replace('</w>', ' ').strip()
 
     def tokenize(self, text: str, max_words: int, tagger=None) -> tuple:
         """The official `CLIPTokenizer.tokenize` for one sentence: (ids, weights) with SOT + at most `max_words - 2`
@@ -397,9 +393,7 @@ class ClipTextFeatures:
 
     def encode(self, sentences: Sequence[str]) -> list:
         toks = [self.tok.tokenize(s, self.max_words, self.tagger) for s in sentences]
-        L = max(len(i) for i, _ in toks)
-        ids = torch.zeros(len(toks), L, dtype=torch.long)
-        for r, (i, _) in enumerate(toks): ids[r, :len(i)] = torch.tensor(i)
+        ids, _ = pad_sequences([torch.tensor(i) for i, _ in toks])
         h = self.tower(ids.to(self.device))['last_hidden_state'].float().cpu().numpy()
         return [TokenFeatures(h[r, :len(i)].copy(), np.array(i, np.int64), np.array(w, np.int64)) for r, (i, w) in enumerate(toks)]
 
@@ -462,11 +456,9 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
             raise DataError(f"{tmp}: was started by another encoder ({old}); delete it or use resume=False")
         for k, v in attrs.items(): f.attrs[k] = v
         for k in [k for k in f if not {'feat', 'ids', 'weights'} <= set(f[k])]: del f[k]   # a batch cut mid-write
+        twice = [k for k, n in Counter(str(q.qid) for q in ann).items() if n > 1]
+        if twice: raise DataError(f"{ann.source}: query id {twice[0]!r} appears twice")
         todo = [q for q in ann if str(q.qid) not in f]
-        seen = set()
-        for q in ann:
-            if str(q.qid) in seen: raise DataError(f"{ann.source}: query id {q.qid!r} appears twice")
-            seen.add(str(q.qid))
         bar = tqdm(total=len(ann), initial=len(ann) - len(todo), desc=f'text {out.name}', disable=not progress, unit='query')
         for s in range(0, len(todo), batch_size):
             chunk = todo[s:s + batch_size]
@@ -553,8 +545,7 @@ def build_vocab(exp, splits: Sequence[str] | None = None, kind: str | None = Non
     d = exp.data
     kind = kind or vocab_kind(exp)
     if out is None:
-        name = d.vocab_file if (kind == 'clip') == d.vocab_file.startswith('CLIP') else f"{'CLIP' if kind == 'clip' else 'GloVe'}_tokenized_count.txt"
-        out = Path(d.root) / name
+        out = Path(d.root) / (d.vocab_file if kind == vocab_kind(exp) else f"{'CLIP' if kind == 'clip' else 'GloVe'}_tokenized_count.txt")
     if glove_pkl is not None: return write_counts(glove_pkl_counts_lines(read_glove_pkl(glove_pkl)), out)
     splits = list(splits or sorted(d.annotations, key=lambda s: s != d.train_split))   # train first, as the official script
     sents = [q.sentence for s in splits for q in read_split(exp, s)]
