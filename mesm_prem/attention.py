@@ -14,10 +14,16 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['drop_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention', 'exact_attention',
-           'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid', 'FeedForward',
-           'run_layer', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder', 'TransformerLayer',
-           'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead', 'segment_max_pool']
+__all__ = ['at_least_fp32', 'drop_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention',
+           'exact_attention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid',
+           'FeedForward', 'run_layer', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder',
+           'TransformerLayer', 'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead',
+           'segment_max_pool']
+
+# %% ../nbs/03_attention.ipynb #f52da29d
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    "`x` in float32 if it is in a lower precision (bf16, fp16); float32 and float64 tensors unchanged."
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 # %% ../nbs/03_attention.ipynb #dcbc563b
 class _DropScale(torch.autograd.Function):
@@ -337,14 +343,16 @@ class ModalityPooling(nn.Module):
         return torch.einsum('blm,bld->bmd', self.weights(q, mask), q)
 
 class ConvBoundaryHead(nn.Module):
-    "Clips (B, L, d) -> boundary logits (B, L): Conv1d(k=5) -> ReLU -> Conv1d(k=1); padded clips -1e10."
+    """Clips (B, L, d) -> boundary logits (B, L), float32: Conv1d(k=5) -> ReLU -> Conv1d(k=1); padded clips -1e10.
+    The logits leave in float32 (or float64) whatever the autocast dtype: they feed softmaxes over the clips (and -1e10 does not
+    exist in float16)."""
     def __init__(self, d: int, d_hidden: int = 384, kernel: int = 5):
         super().__init__()
         self.conv1, self.conv2 = nn.Conv1d(d, d_hidden, kernel, padding=kernel // 2), nn.Conv1d(d_hidden, 1, 1)
     def forward(self, x, mask):
         x = x.masked_fill(~mask[..., None], 0.)
         y = self.conv2(F.relu(self.conv1(rearrange(x, 'b l d -> b d l'))))[:, 0]
-        return y.masked_fill(~mask, -1e10)
+        return at_least_fp32(y).masked_fill(~mask, -1e10)
 
 def segment_max_pool(x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     "x (B, L, d), segments (B, S, 2) inclusive clip spans -> (B, S, d): max over the clips of each segment."

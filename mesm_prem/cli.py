@@ -6,7 +6,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import io
 import json
+import math
+import os
 import sys
 from pathlib import Path
 
@@ -18,9 +22,67 @@ from .mesm import convert_official_checkpoint, mesm_config, MESMExperiment, MESM
 from .data import apply_overrides, load_config
 
 # %% auto #0
-__all__ = ['load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
+__all__ = ['EXPECTED_ERRORS', 'positive_int', 'positive_seconds', 'device_arg', 'run_kind', 'check_run_folder',
+           'load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
            'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'cmd_build_vocab', 'cmd_extract_text',
-           'build_parser', 'main']
+           'Parser', 'build_parser', 'main']
+
+# %% ../nbs/11_cli.ipynb #8741ed84
+def positive_int(s: str) -> int:
+    "argparse type: an integer >= 1."
+    try: v = int(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s!r}") from None
+    if v < 1: raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {s!r}")
+    return v
+
+def positive_seconds(s: str) -> float:
+    "argparse type: a finite number of seconds > 0."
+    try: v = float(s)
+    except ValueError: raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {s!r}") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, got {s!r}")
+    return v
+
+def device_arg(s: str) -> str:
+    "argparse type: a torch device this machine has (cpu, cuda, cuda:N)."
+    import torch
+    try: d = torch.device(s)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a device: {s!r} (cpu, cuda or cuda:N)") from None
+    if d.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(f"{s!r}: CUDA is not available on this machine (use cpu)")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(f"{s!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif d.type != 'cpu': raise argparse.ArgumentTypeError(f"unsupported device {s!r} (cpu, cuda or cuda:N)")
+    return s
+
+def run_kind(run) -> str | None:
+    "'mesm' or 'prem' from a run folder's layout and config (None when it cannot tell)."
+    run = Path(run)
+    try: d = json.loads((run/'config.json').read_text())
+    except (OSError, ValueError): d = {}
+    d = d if isinstance(d, dict) else {}
+    part = lambda k: d.get(k) if isinstance(d.get(k), dict) else {}
+    if (run/'retriever').is_dir() or 'retriever_epochs' in part('train') or 'img_dim' in part('model'): return 'prem'
+    if 'loss' in d or 'vid_dim' in part('model') or (run/'checkpoints').is_dir(): return 'mesm'
+    return None
+
+_OTHER = dict(mesm="a MESM run localises sentences in one video: mesm-prem predict RUN --video VID",
+              prem="a PREM run searches a corpus: mesm-prem search RUN --out SUB.json")
+
+def check_run_folder(run, want: str, command: str) -> Path:
+    "`run` if it exists, holds a config.json and is a `want` ('mesm'/'prem') run folder; else a one-line DataError."
+    run = Path(run)
+    if not run.exists(): raise DataError(f"run folder not found: {run}")
+    if not run.is_dir(): raise DataError(f"{run}: not a run folder (a file)")
+    if not (run/'config.json').is_file():
+        raise DataError(f"{run}: not a run folder: no config.json (written by mesm-prem train or convert-official)")
+    kind = run_kind(run)
+    if kind is not None and kind != want:
+        raise DataError(f"{run}: a {kind.upper()} run folder, but {command} needs a {want.upper()} run "
+                        f"({_OTHER[kind]})")
+    return run
 
 # %% ../nbs/11_cli.ipynb #4145aeec
 def _charades_csv(ann: Path, given):
@@ -100,9 +162,16 @@ def cmd_train(a) -> int:
     else:
         from mesm_prem.run_prem import synthetic_prem_experiment as synthetic_experiment, train_prem as train, PREMExperiment as cls, PREM_PRESETS as presets, prem_config as config
     if a.preset and a.preset not in presets: raise DataError(f"unknown {a.model} preset {a.preset!r}; choose from {sorted(presets)}")
+    run = Path(a.run_dir)
+    if run.exists() and not run.is_dir(): raise DataError(f"--run-dir {run}: a file, not a folder")
+    if (run/'config.json').is_file() and run_kind(run) not in (None, a.model):
+        raise DataError(f"--run-dir {run}: holds a {run_kind(run).upper()} run; train in another folder")
     if a.config: exp = load_config(cls, a.config)
     elif a.preset: exp = config(a.preset)
-    else: exp = synthetic_experiment(a.synthetic)
+    else:
+        if not (Path(a.synthetic)/'benchmark.json').is_file():
+            raise DataError(f"--synthetic {a.synthetic}: no benchmark.json (write one: mesm-prem synth {a.synthetic})")
+        exp = synthetic_experiment(a.synthetic)
     exp = apply_overrides(exp, a.set or [])
     res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
     from mesm_prem.training import is_main_process
@@ -112,7 +181,7 @@ def cmd_train(a) -> int:
 # %% ../nbs/11_cli.ipynb #acfa3733
 def cmd_predict(a) -> int:
     from mesm_prem.run_mesm import MESMPredictor
-    p = MESMPredictor(a.run_dir, device=a.device, data_root=a.data_root)
+    p = MESMPredictor(check_run_folder(a.run_dir, 'mesm', 'predict'), device=a.device, data_root=a.data_root)
     rows = p.predict_video(a.video, queries=a.queries, splits=[a.split] if a.split else None, top_k=a.top_k, duration=a.duration, text=a.text)
     lines = [json.dumps(r) for r in rows]
     if a.out:
@@ -125,7 +194,7 @@ def cmd_predict(a) -> int:
 # %% ../nbs/11_cli.ipynb #b68f1907
 def cmd_search(a) -> int:
     from mesm_prem.run_prem import PREMSearcher, search_corpus, ground_truth_vcmr, flat_metrics
-    s = PREMSearcher(a.run_dir, device=a.device, data_root=a.data_root)
+    s = PREMSearcher(check_run_folder(a.run_dir, 'prem', 'search'), device=a.device, data_root=a.data_root)
     ann = s.inputs.annotations(a.split)
     labelled = all(q.windows for q in ann)
     idx = s.index(split=a.split, path=a.index)
@@ -164,8 +233,13 @@ def cmd_extract_text(a) -> int:
     return 0
 
 # %% ../nbs/11_cli.ipynb #63de7a87
+class Parser(argparse.ArgumentParser):
+    "argparse, with its errors on one line (`mesm-prem CMD: error: argument --x: ...`) and exit status 2."
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog='mesm-prem', description="MESM and PREM for video moment retrieval: data, training, evaluation.")
+    p = Parser(prog='mesm-prem', description="MESM and PREM for video moment retrieval: data, training, evaluation.")
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
@@ -176,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument('--out', default='mesm_prem_demo', help='output folder (default: %(default)s)')
     d.add_argument('--seed', type=int, default=0, help='benchmark seed (default: %(default)s)')
     d.add_argument('--quick', action='store_true', help='a small benchmark and one epoch per stage: checks an installation in seconds')
-    d.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    d.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     d.add_argument('--quiet', action='store_true', help='no progress bars')
     d.set_defaults(func=cmd_demo)
 
@@ -232,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument('--synthetic', help='train on the synthetic benchmark written at this folder (mesm-prem synth)')
     tr.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides, e.g. train.epochs=3 model.ss=false')
     tr.add_argument('--run-dir', required=True, help='run folder (resumed when it holds a saved state)')
-    tr.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    tr.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     tr.add_argument('--no-resume', action='store_true', help='start over even if the run folder holds a state')
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
     tr.set_defaults(func=cmd_train)
@@ -245,11 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument('--queries', nargs='*', help="query ids (default: the video's annotated sentences)")
     pr.add_argument('--split', help="look for the video's sentences in this split only")
     pr.add_argument('--text', help='token features of the queries: HDF5 keyed by query id (default: the run\'s text stores)')
-    pr.add_argument('--duration', type=float, help='video duration in seconds (default: from the annotations)')
-    pr.add_argument('--top-k', type=int, default=5, help='windows per sentence (default: %(default)s)')
+    pr.add_argument('--duration', type=positive_seconds, help='video duration in seconds (default: from the annotations)')
+    pr.add_argument('--top-k', type=positive_int, default=5, help='windows per sentence (default: %(default)s)')
     pr.add_argument('--out', help='write JSON lines here instead of stdout')
     pr.add_argument('--data-root', help='the data folder, when it moved since training')
-    pr.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    pr.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     pr.set_defaults(func=cmd_predict)
 
     se = sub.add_parser('search', help='search a corpus with a trained PREM run (TVR submission format)',
@@ -259,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument('--out', required=True, help='submission JSON to write')
     se.add_argument('--index', help='corpus index file: loaded when it exists, else written there')
     se.add_argument('--data-root', help="the data folder, when it moved since training")
-    se.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    se.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     se.add_argument('--quiet', action='store_true', help='no progress bars')
     se.set_defaults(func=cmd_search)
 
@@ -291,19 +365,49 @@ def build_parser() -> argparse.ArgumentParser:
     xt.add_argument('--pos-tagger', choices=['auto', 'nltk', 'closed-class'], default='auto',
                     help="masked-word weights: NLTK's tagger (needs its data), the closed-class fallback, or auto (default)")
     xt.add_argument('--unk-seed', type=int, default=0, help='seed of the shared unknown-word vector (--glove; default: %(default)s)')
-    xt.add_argument('--batch-size', type=int, default=64, help='sentences per batch (default: %(default)s)')
-    xt.add_argument('--device', help='cpu or cuda (default: cuda when available)')
+    xt.add_argument('--batch-size', type=positive_int, default=64, help='sentences per batch (default: %(default)s)')
+    xt.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     xt.add_argument('--no-resume', action='store_true', help='start over instead of completing a partial store')
     xt.add_argument('--quiet', action='store_true', help='no progress bars')
     xt.set_defaults(func=cmd_extract_text)
     return p
 
+# errors that carry a clear message for the user; anything else is a bug and keeps its traceback
+EXPECTED_ERRORS = (DataError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError,
+                   FloatingPointError)
+
+def _cuda_error(e: RuntimeError) -> bool:
+    "A RuntimeError of the CUDA runtime (out of memory, no driver, a device-side error), not of our code."
+    import torch
+    s = str(e)
+    return (isinstance(e, torch.cuda.OutOfMemoryError) or s.startswith('CUDA') or 'CUDA error' in s
+            or 'NVIDIA driver' in s)
+
+def _one_line(e: BaseException) -> str:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    return lines[0] if lines else type(e).__name__
+
 def main(argv=None) -> int:
-    "Entry point of the `mesm-prem` console script."
-    a = build_parser().parse_args(argv)
+    """Entry point of the `mesm-prem` console script. Expected failures (bad input, a missing file, no GPU, CUDA out of
+    memory, a diverging loss, Ctrl-C) end with one line `mesm-prem CMD: error: ...` on stderr and a non-zero status."""
+    try: a = build_parser().parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else 2   # argparse's usage + error line, or --help
+    def fail(msg: str, code: int = 2) -> int:
+        print(f"mesm-prem {a.command}: error: {msg}", file=sys.stderr)
+        return code
     try: return a.func(a)
-    except (DataError, FileNotFoundError) as e:
-        print(f"mesm-prem {a.command}: error: {e}", file=sys.stderr)
-        return 2
+    except EXPECTED_ERRORS as e: return fail(_one_line(e))
+    except RuntimeError as e:
+        if not _cuda_error(e): raise
+        return fail(_one_line(e), 1)
+    except KeyboardInterrupt:
+        return fail('interrupted' + (' (the same command resumes the run)' if a.command == 'train' else ''), 130)
+    except BrokenPipeError:                         # `mesm-prem predict ... | head`: the reader went away
+        try: os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError): pass
+        return 1
+    except OSError as e:                            # a full disk or quota: the message names the file (atomic_save)
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT): raise
+        return fail(_one_line(e) + (' (free some space; the same command resumes the run)' if a.command == 'train' else ''))
 
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # `python -m mesm_prem.cli ...` (not in a notebook)

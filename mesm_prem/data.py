@@ -22,15 +22,16 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from .features import *
-from .features import DataError, MissingKeyError
+from .features import DataError, MissingKeyError, _where
 
 # %% auto #0
-__all__ = ['SYN_VERBS', 'SYN_OBJECTS', 'SYN_ADJS', 'SYN_SUBJECTS', 'SYN_NAMES', 'SYN_FILLER', 'pad_sequences', 'VMRDataset',
-           'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler', 'vmr_loader',
-           'set_vmr_epoch', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset', 'collate_queries',
-           'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark', 'config_to_dict',
-           'config_from_dict', 'apply_overrides', 'atomic_save', 'safe_load', 'save_config', 'load_config',
-           'dataset_stats', 'format_stats']
+__all__ = ['SYN_VERBS', 'SYN_OBJECTS', 'SYN_ADJS', 'SYN_SUBJECTS', 'SYN_NAMES', 'SYN_FILLER', 'RESUME_SAFE', 'pad_sequences',
+           'VMRDataset', 'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler',
+           'vmr_loader', 'set_vmr_epoch', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset',
+           'collate_queries', 'CorpusChunk', 'CorpusChunks', 'SynthConfig', 'write_synthetic_benchmark',
+           'config_to_dict', 'ConfigError', 'check_positive', 'check_range', 'check_choice', 'config_from_dict',
+           'apply_overrides', 'config_changes', 'check_resume', 'atomic_save', 'safe_load', 'save_config',
+           'load_config', 'dataset_stats', 'format_stats']
 
 # %% ../nbs/01_data.ipynb #47bbbb5d
 def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
@@ -81,6 +82,7 @@ class VMRDataset(Dataset):
             raise DataError(f"{len(miss_v)} videos of {src} have no features in {stores}: {miss_v[:5]}")
         miss_t = [q.qid for q in self.ann if q.qid not in self.text]
         if miss_t: raise DataError(f"{len(miss_t)} queries of {src} have no text features in {self.text.path}: {miss_t[:5]}")
+        self.text.check_sentences(self.ann)      # features of these very sentences (when the store recorded them)
         if self.vocab is not None and self.text[self.ann[0].qid].ids is None:
             raise DataError(f"{self.text.path}: masked-word reconstruction needs token ids, the store has none")
 
@@ -230,7 +232,9 @@ def collate_vmr(items: list) -> VMRBatch:
 class VideoGroupBatchSampler(Sampler):
     "Batches of `batch_size` items from distinct videos, at least 2 per batch; seeded, reshuffled by `set_epoch`."
     def __init__(self, dataset: VMRDataset, batch_size: int, shuffle: bool = True, seed: int = 0):
-        if batch_size < 2: raise ValueError("MESM needs at least 2 videos per batch (negatives come from other videos)")
+        if batch_size < 2:
+            raise DataError(f"batch_size={batch_size}: MESM needs at least 2 videos per batch "
+                            "(negatives come from other videos)")
         self.keys = [g[0].group for g in dataset.groups]
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.chunked = len(set(self.keys)) < len(self.keys)
@@ -268,6 +272,7 @@ class VideoGroupBatchSampler(Sampler):
 class SequentialGroupBatchSampler(Sampler):
     "Evaluation batches: every item once, in order, `batch_size` at a time (a last batch of one item joins the one before)."
     def __init__(self, dataset: VMRDataset, batch_size: int):
+        if batch_size < 1: raise DataError(f"eval batch_size={batch_size}: must be >= 1")
         self.n, self.batch_size = len(dataset), batch_size
     def set_epoch(self, epoch: int): pass
     def _batches(self):
@@ -280,6 +285,8 @@ class SequentialGroupBatchSampler(Sampler):
 def vmr_loader(dataset: VMRDataset, batch_size: int, train: bool = True, seed: int = 0, num_workers: int = 0, **kw) -> DataLoader:
     """A DataLoader of `VMRBatch`es; call `set_vmr_epoch(loader, epoch)` before each epoch. `train=True`: shuffled
     batches of distinct videos (`VideoGroupBatchSampler`); `train=False`: every item exactly once, in order."""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise DataError(f"num_workers={num_workers!r}: must be an integer >= 0")
     sampler = VideoGroupBatchSampler(dataset, batch_size, True, seed) if train else SequentialGroupBatchSampler(dataset, batch_size)
     return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_vmr, num_workers=num_workers,
                       persistent_workers=False, **kw)
@@ -509,7 +516,7 @@ def _write_vmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
     da, dm = cfg.vmr_dims
     app, mot, splits, counts, vid_no = {}, {}, {}, Counter(), 0
     for split, n_videos in cfg.vmr_videos.items():
-        lines, table, text = [], [], {}
+        lines, table, text, sentences = [], [], {}, {}
         for _ in range(n_videos):
             vid = f"S{vid_no:04d}"; vid_no += 1
             dur = round(rng.uniform(*cfg.vmr_duration), 2)
@@ -539,6 +546,7 @@ def _write_vmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
             for words, verb, obj, s, e in events:
                 qid = len(lines)
                 lines.append(f"{vid} {s:.1f} {e:.1f}##{' '.join(words[:-1])}.")
+                sentences[qid] = lines[-1].split('##', 1)[1]
                 ids = np.array([CLIP_SOT] + [lex.ids[w] for w in words] + [CLIP_EOT])
                 weights = np.array([0] + [1 if w in ('the', '.') else 2 for w in words] + [0])
                 text[qid] = TokenFeatures(lex.token_features(words, rng), ids, weights)
@@ -547,7 +555,7 @@ def _write_vmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
         header = 'id,subject,scene,quality,relevance,verified,script,objects,descriptions,actions,length\n'
         (root/f"Charades_v1_{split}.csv").write_text(header + ''.join(f"{v},SYN,synthetic,7,7,Yes,,,,,{d}\n" for v, d in table))
         (root/'text').mkdir(exist_ok=True)
-        write_text_store(root/'text'/f"charades_sta_{split}.h5", text, tokenizer='clip', max_words=cfg.max_words)
+        write_text_store(root/'text'/f"charades_sta_{split}.h5", text, tokenizer='clip', max_words=cfg.max_words, sentences=sentences)
         splits[split] = dict(annotations=f"charades_sta_{split}.txt", durations=f"Charades_v1_{split}.csv",
                              text=f"text/charades_sta_{split}.h5", videos=n_videos, queries=len(lines))
     _h5(root/'clip_image.hdf5', app); _h5(root/'slowfast.hdf5', mot)
@@ -561,7 +569,7 @@ def _write_vmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
 def _write_vcmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
     di, ds = cfg.vcmr_dims
     img, sub, video2dur, splits = {}, {}, {}, {}
-    qtext, desc_id, vidx = {}, 100000, 0
+    qtext, qsent, desc_id, vidx = {}, {}, 100000, 0
     for split, n_videos in cfg.vcmr_videos.items():
         rows, video2dur[split] = [], {}
         for _ in range(n_videos):
@@ -588,6 +596,7 @@ def _write_vcmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
                 sent = ' '.join(words[:-1]).capitalize() + '.'
                 rows.append(dict(vid_name=vid, duration=dur, ts=[s, e], desc=sent, type=str(qtype), desc_id=desc_id))
                 qtext[desc_id] = TokenFeatures(lex.token_features(words, rng, clip_style=False)[:, :cfg.text_dim])
+                qsent[desc_id] = sent
                 desc_id += 1
             img[vid] = I.astype(np.float32); sub[vid] = (S * spoken[:, None]).astype(np.float32)
             sub[f"{vid}-mask"] = spoken.astype(np.int8)
@@ -603,7 +612,7 @@ def _write_vcmr(root: Path, cfg: SynthConfig, rng, lex: _Lexicon) -> dict:
     _h5(root/'video_feature'/'synth_rgb_cl-1.5.h5', img)
     _h5(root/'sub_feature'/'synth_sub_cl-1.5.h5', sub)
     (root/'query_feature').mkdir(exist_ok=True)
-    write_text_store(root/'query_feature'/'synth_query.h5', qtext)
+    write_text_store(root/'query_feature'/'synth_query.h5', qtext, sentences=qsent)
     return dict(format='tvr', splits=splits, video2dur='tvr_video2dur_idx.json',
                 video_features=['video_feature/synth_rgb_cl-1.5.h5'], subtitles='sub_feature/synth_sub_cl-1.5.h5',
                 query_text='query_feature/synth_query.h5', clip_len=1.5, video_dim=di, sub_dim=ds, text_dim=cfg.text_dim)
@@ -621,65 +630,216 @@ def write_synthetic_benchmark(out_dir, cfg: SynthConfig | None = None, **kw) -> 
     return manifest
 
 # %% ../nbs/01_data.ipynb #caa9d7eb
-import dataclasses, typing
+import dataclasses, errno, types, typing
 
 def config_to_dict(cfg) -> dict:
     "A (nested) dataclass as plain JSON-able dicts."
     return dataclasses.asdict(cfg)
 
-def _coerce(value, typ, key):
-    origin = typing.get_origin(typ)
-    if isinstance(typ, str): typ = eval(typ, vars(typing))   # postponed annotations
+class ConfigError(DataError):
+    """A refused config value: `key` is the dotted key, `msg` the reason. The message is `KEY must be ...` for
+    the value checks below, `config key 'KEY': expected ...` for a value of the wrong type."""
+    def __init__(self, key: str, msg: str):
+        self.key, self.msg = key, msg
+        super().__init__(f"{key} {msg}" if msg.startswith('must') else f"config key {key!r}: {msg}")
+
+def _num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+def check_positive(name: str, value, zero_ok: bool = False):
+    "Raise `ConfigError` naming `name` unless `value` is a finite number > 0 (>= 0 with `zero_ok`)."
+    ok = _num(value) and math.isfinite(value) and (value >= 0 if zero_ok else value > 0)
+    if not ok: raise ConfigError(name, f"must be a finite number {'>= 0' if zero_ok else '> 0'}, got {value!r}")
+
+def check_range(name: str, value, lo=None, hi=None, integer: bool = False):
+    "Raise `ConfigError` naming `name` unless `value` is a number (`integer`: an integer) in [lo, hi] (None: no bound)."
+    ok = (isinstance(value, int) and not isinstance(value, bool)) if integer else _num(value)
+    if not ok or (lo is not None and value < lo) or (hi is not None and value > hi):
+        what = 'an integer' if integer else 'a number'
+        rng = (f" in [{lo}, {hi}]" if lo is not None and hi is not None else f" >= {lo}" if lo is not None
+               else f" <= {hi}" if hi is not None else '')
+        raise ConfigError(name, f"must be {what}{rng}, got {value!r}")
+
+def check_choice(name: str, value, choices):
+    "Raise `ConfigError` naming `name` unless `value` is one of `choices`."
+    if value not in tuple(choices): raise ConfigError(name, f"must be one of {list(choices)}, got {value!r}")
+
+def _tname(typ) -> str:
+    o = typing.get_origin(typ)
+    if typ is type(None): return 'null'
+    if o is typing.Literal: return 'one of ' + '/'.join(map(repr, typing.get_args(typ)))
+    if o in (typing.Union, types.UnionType): return ' or '.join(_tname(a) for a in typing.get_args(typ))
+    return {int: 'an integer', float: 'a number', str: 'a string', bool: 'true or false', list: 'a list',
+            dict: 'an object'}.get(o or typ, getattr(typ, '__name__', str(typ)))
+
+def _infer(values):
+    "The one scalar type of `values` (int and float: float), or None when mixed, empty or not scalars."
+    ts = {type(v) for v in values}
+    if not ts or not ts <= {bool, int, float, str}: return None
+    if ts == {int, float}: return float
+    return ts.pop() if len(ts) == 1 else None
+
+def _coerce(value, typ, key, default=dataclasses.MISSING):
+    "`value` checked against the declared type `typ` (and, for a plain list/dict, its `default`'s item type)."
+    if isinstance(typ, str):
+        typ = eval(typ, {**vars(typing), **{t.__name__: t for t in (int, float, str, bool, list, dict)}})
     if dataclasses.is_dataclass(typ):
-        if not isinstance(value, dict): raise DataError(f"config key {key!r}: expected an object, got {value!r}")
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected an object with {typ.__name__}'s keys, got {value!r}")
         return config_from_dict(typ, value, key + '.')
-    if typ is float and isinstance(value, int) and not isinstance(value, bool): return float(value)
-    if typ in (int, float, str, bool) and not isinstance(value, typ):
-        raise DataError(f"config key {key!r}: expected {typ.__name__}, got {value!r}")
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if origin is typing.Literal:
+        if value not in args: raise ConfigError(key, f"expected {_tname(typ)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args: return None
+        for a in args:
+            if a is type(None): continue
+            try: return _coerce(value, a, key, default)
+            except ConfigError: pass
+        raise ConfigError(key, f"expected {_tname(typ)}, got {value!r}")
+    base = origin or typ
+    if base is bool and not isinstance(value, bool): raise ConfigError(key, f"expected true or false, got {value!r}")
+    if base is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(key, f"expected an integer, got {value!r}")
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise ConfigError(key, f"expected a number, got {value!r}")
+        return float(value)
+    if base is str and not isinstance(value, str): raise ConfigError(key, f"expected a string, got {value!r}")
+    if base is list:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"expected a list (e.g. {json.dumps([value])}), got {value!r}")
+        it = args[0] if args else _infer(default) if isinstance(default, list) else None
+        return [_coerce(v, it, f"{key}[{i}]") for i, v in enumerate(value)] if it is not None else value
+    if base is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"expected an object (e.g. {json.dumps({'name': value})}), got {value!r}")
+        it = args[1] if len(args) == 2 else _infer(default.values()) if isinstance(default, dict) else None
+        return {k: _coerce(v, it, f"{key}.{k}") for k, v in value.items()} if it is not None else value
     return value
 
+def _field_default(f):
+    if f.default is not dataclasses.MISSING: return f.default
+    if f.default_factory is not dataclasses.MISSING: return f.default_factory()
+    return dataclasses.MISSING
+
 def config_from_dict(cls, d: dict, prefix: str = ''):
-    "Build dataclass `cls` from a dict (nested sections too); unknown keys raise `DataError` naming them."
+    """Build dataclass `cls` from a dict (nested sections too). Unknown keys, values of the wrong type and values
+    refused by the class's own checks (`__post_init__` raising `ConfigError`) raise `DataError` naming the key."""
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown: raise DataError(f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(names)}")
-    return cls(**{k: _coerce(v, hints[k], prefix + k) for k, v in d.items()})
+    fs = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fs))
+    if unknown: raise DataError(f"unknown config key(s) {[prefix + k for k in unknown]}; known: {sorted(fs)}")
+    kw = {k: _coerce(v, hints[k], prefix + k, _field_default(fs[k])) for k, v in d.items()}
+    try: return cls(**kw)
+    except ConfigError as e: raise ConfigError(prefix + e.key, e.msg) from None
+
+def _parse_override(raw: str, typ):
+    "JSON when it parses; the raw text when it does not, or when a string is wanted and JSON gives a number/bool."
+    try: val = json.loads(raw)
+    except json.JSONDecodeError: return raw
+    union = typing.get_origin(typ) in (typing.Union, types.UnionType)
+    wants_str = typ is str or (union and str in typing.get_args(typ))
+    if wants_str and isinstance(val, (bool, int, float)): return raw
+    return val
 
 def apply_overrides(cfg, overrides: list):
-    "A copy of `cfg` with `section.key=value` overrides applied (values parsed as JSON when possible)."
-    d = config_to_dict(cfg)
+    """A copy of `cfg` with `section.key=value` overrides applied. Each value is parsed as JSON when possible and
+    checked against its field's declared type at once; a dotted key may add an entry to a dict field
+    (`data.annotations.val=FILE`). Errors are one line: `--set KEY=VALUE: reason`."""
+    d, seen = config_to_dict(cfg), {}
     for o in overrides:
-        if '=' not in o: raise DataError(f"override {o!r} is not key=value")
+        if '=' not in o: raise DataError(f"--set {o}: not key=value")
         key, raw = o.split('=', 1)
-        try: val = json.loads(raw)
-        except json.JSONDecodeError: val = raw
-        node, parts = d, key.split('.')
-        for p in parts[:-1]:
-            if not isinstance(node.get(p), dict): raise DataError(f"override {key!r}: no section {p!r}")
-            node = node[p]
-        if parts[-1] not in node: raise DataError(f"override {key!r}: unknown key {parts[-1]!r} (known: {sorted(node)})")
-        node[parts[-1]] = val
-    return config_from_dict(type(cfg), d)
+        parts = key.split('.')
+        if not all(parts): raise DataError(f"--set {o}: empty part in key {key!r}")
+        node, cls, typ, default = d, type(cfg), None, dataclasses.MISSING
+        for i, p in enumerate(parts):
+            last, here = i == len(parts) - 1, '.'.join(parts[:i + 1])
+            if cls is not None:                                  # a dataclass: only its fields
+                hints = typing.get_type_hints(cls)
+                if p not in hints:
+                    where = f" in {'.'.join(parts[:i])}" if i else ''
+                    raise DataError(f"--set {o}: unknown key {p!r}{where} (known: {sorted(hints)})")
+                typ, default = hints[p], node[p]
+                if last: break
+                if dataclasses.is_dataclass(typ): node, cls = node[p], typ
+                elif isinstance(node[p], dict): node, cls = node[p], None
+                else: raise DataError(f"--set {o}: {here} is {_tname(typ)}, not a section")
+            else:                                                # a dict field: new keys allowed, typed as the others
+                if last:
+                    typ = _infer(v for k, v in node.items() if k != p) if node else None
+                    default = node.get(p, dataclasses.MISSING)
+                    if isinstance(default, (dict, list)): typ = type(default)
+                    break
+                if not isinstance(node.get(p), dict): raise DataError(f"--set {o}: no section {here!r}")
+                node = node[p]
+        val = _parse_override(raw, typ)
+        if typ is not None:
+            try: val = _coerce(val, typ, key, default)
+            except ConfigError as e:
+                raise DataError(f"--set {o}: " + (f"{e.key}: " if e.key != key else "") + e.msg) from None
+        node[parts[-1]] = val; seen[key] = o
+    try: return config_from_dict(type(cfg), d)
+    except ConfigError as e:
+        if e.key in seen: raise DataError(f"--set {seen[e.key]}: {e.msg}") from None
+        raise
+
+def config_changes(old: dict, new: dict, prefix: str = '') -> list:
+    "(dotted key, old value, new value) for every leaf that differs between two config dicts (missing: `'<absent>'`)."
+    out = []
+    for k in list(old) + [k for k in new if k not in old]:
+        a, b = old.get(k, '<absent>'), new.get(k, '<absent>')
+        if isinstance(a, dict) and isinstance(b, dict): out += config_changes(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append((prefix + k, a, b))
+    return out
+
+RESUME_SAFE = ('train.num_workers', 'train.eval_batch_size', 'train.epochs')
+
+def check_resume(run_dir, cfg, safe=RESUME_SAFE):
+    """Refuse (DataError) to resume `run_dir` with `cfg` when it changes a setting of the run's `config.json`
+    other than those in `safe`; nothing to check when the folder holds no config or no checkpoint."""
+    run = Path(run_dir); p = run/'config.json'
+    if not p.is_file() or not any(run.glob('**/checkpoints/*.pt')): return
+    old = config_to_dict(load_config(type(cfg), p))      # filled with today's defaults: new fields do not count
+    ch = [c for c in config_changes(old, config_to_dict(cfg)) if c[0] not in safe]
+    if ch:
+        what = '; '.join(f"{k}={json.dumps(a)}, the command sets {json.dumps(b)}" for k, a, b in ch)
+        raise DataError(f"resume: {p} has {what}; start a new run folder (or --no-resume) or drop the override")
 
 def atomic_save(obj, path):
-    "torch.save to a temporary file in the same folder, then rename over `path`."
+    """torch.save to a temporary file in the same folder, then rename over `path`. On any failure the temporary
+    file is removed and the old `path` is left as it was; an OSError (disk full...) is re-raised naming `path`."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise OSError(e.errno,
+                          f"{path}: could not be written ({e.strerror or e}); the previous file is kept") from None
+        raise
 
 def safe_load(path, device='cpu'):
-    "torch.load(weights_only=True) with an error that names the file when it is missing or corrupt."
+    "torch.load(weights_only=True) with a one-line error that names the file when it is missing, empty or corrupt."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"checkpoint not found: {p}")
+    if p.stat().st_size == 0: raise DataError(f"{p}: not a mesm_prem checkpoint (empty file)")
     try: return torch.load(p, map_location=device, weights_only=True)
-    except Exception as e: raise DataError(f"{p}: corrupt or not a checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    except Exception as e:
+        first = (str(e).strip().splitlines() or [''])[0][:160]
+        why = f"truncated or not written by torch.save; {type(e).__name__}: {first}"
+        raise DataError(f"{p}: corrupt or not a checkpoint ({why})") from None
 
 def save_config(cfg, path):
-    "Write a config as JSON (atomically)."
+    "Write a config as JSON (atomically; a failed write leaves the old file and no temporary one)."
     path = Path(path); tmp = path.with_name(path.name + '.partial')
-    tmp.write_text(json.dumps(config_to_dict(cfg), indent=1) + '\n'); tmp.replace(path)
+    try: tmp.write_text(json.dumps(config_to_dict(cfg), indent=1) + '\n'); tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True); raise
 
 def load_config(cls, path):
     "Read a JSON config written by `save_config` (errors name the file)."
@@ -687,6 +847,7 @@ def load_config(cls, path):
     if not p.is_file(): raise FileNotFoundError(f"config file not found: {p}")
     try: d = json.loads(p.read_text())
     except json.JSONDecodeError as e: raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(d, dict): raise DataError(f"{p}: expected a JSON object, got {type(d).__name__}")
     try: return config_from_dict(cls, d)
     except DataError as e: raise DataError(f"{p}: {e}") from None
 
@@ -697,8 +858,17 @@ def _dist(xs) -> dict:
     return dict(n=int(len(a)), min=float(a.min()), mean=float(a.mean()), median=float(np.median(a)),
                 p95=float(np.percentile(a, 95)), max=float(a.max()))
 
-def dataset_stats(ann: Annotations, stores: Sequence[FeatureStore] = (), text: TextStore | None = None) -> dict:
-    "Statistics of an annotation file and optionally of its feature stores and text store."
+def _clips(st: FeatureStore, vid, check_values: bool) -> int:
+    "Number of clips of `vid` in `st`; with `check_values` its array is read and checked (shape, feature size, finite)."
+    n = len(st.get(vid)) if check_values else st.length(vid)
+    if n < 1: raise DataError(f"{_where(st.path, key=vid)}: the video has no clips")
+    return n
+
+def dataset_stats(ann: Annotations, stores: Sequence[FeatureStore] = (), text: TextStore | None = None,
+                  check_values: bool = True) -> dict:
+    """Statistics of an annotation file and optionally of its feature stores and text store. With `check_values`
+    every covered video's features are read and checked (a (T, D) array with T >= 1, the store's feature size,
+    finite values): the first bad one raises a `DataError` naming the file and key."""
     vids = ann.videos
     dur = {}
     for q in ann:
@@ -717,8 +887,8 @@ def dataset_stats(ann: Annotations, stores: Sequence[FeatureStore] = (), text: T
     s['features'] = []
     for st in stores:
         have = [v for v in vids if v in st]
-        lens = [st.length(v) for v in have]
-        s['features'].append(dict(file=str(st.path), dim=st.infer_dim(), videos_in_file=len(st),
+        lens = [_clips(st, v, check_values) for v in have]
+        s['features'].append(dict(file=str(st.path), dim=st.infer_dim() if len(st) else None, videos_in_file=len(st),
                                   covered=len(have), missing=len(vids) - len(have), missing_examples=[v for v in vids if v not in st][:5],
                                   clips=_dist(lens), seconds_per_clip=_dist(dur[v] / n for v, n in zip(have, lens) if v in dur)))
     if text is not None:

@@ -34,7 +34,7 @@ __all__ = ['DemoConfig', 'pyplot', 'finish_figure', 'plot_moment_timeline', 'ret
 class DemoConfig:
     "What the demo writes and trains."
     seed: int = 0
-    mesm_epochs: int = 7
+    mesm_epochs: int = 10
     retriever_epochs: int = 8
     localizer_epochs: int = 4
     n_timeline: int = 6                   # sentences in the moment timeline

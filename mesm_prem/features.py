@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
@@ -27,7 +28,7 @@ __all__ = ['POLICIES', 'READERS', 'CLIP_SOT', 'CLIP_EOT', 'DataError', 'RepairWa
            'read_qvhighlights', 'read_video2dur', 'read_tvr', 'didemo_agreed_window', 'read_didemo', 'guess_format',
            'read_annotations', 'mesm_clip_span', 'tvr_clip_span', 'tvr_span_seconds', 'clip_mask', 'FeatureStore',
            'H5Store', 'NpyDirStore', 'convert_npy_dir_to_h5', 'pool_to_length', 'temporal_endpoints', 'VideoFeatures',
-           'TokenFeatures', 'TextStore', 'write_text_store', 'SubtitleStore', 'MLMVocab']
+           'TokenFeatures', 'sentence_hash', 'TextStore', 'write_text_store', 'SubtitleStore', 'MLMVocab']
 
 # %% ../nbs/00_features.ipynb #bfc620b7
 class DataError(ValueError):
@@ -141,8 +142,11 @@ def _clean_window(start, end, duration, where, policy, counts, on_reversed='swap
         if on_reversed == 'drop':
             bad(f"start {s} is after end {e}", 'dropped_start_after_end'); return None
         bad(f"start {s} is after end {e}", 'swapped_start_end'); s, e = e, s
-    if e > duration: bad(f"end {e} is after the video's end ({duration} s)", 'clipped_end'); e = duration
+    if e > duration: bad(f"end {e} is after the video's end ({duration} s)", 'clipped_end'); e = float(duration)
     if s < 0: bad(f"start {s} is negative", 'clipped_start'); s = 0.
+    if e <= s:   # never repaired: no moment of the video is left (e.g. [-5, -1] would become [0, -1])
+        raise DataError(f"{where}: window [{start}, {end}] leaves no moment inside the video [0, {duration}] "
+                        f"(after the repairs it is [{s}, {e}])")
     return [s, e]
 
 def _finish(queries, path, fmt, counts) -> Annotations:
@@ -152,17 +156,41 @@ def _finish(queries, path, fmt, counts) -> Annotations:
         warnings.warn(f"{path}: repaired while reading ({fixes}); use policy='strict' to stop instead", RepairWarning, stacklevel=3)
     return ann
 
-def _open_text(path):
+def _open_text(path, what='annotation file'):
     p = Path(path)
-    if not p.is_file(): raise FileNotFoundError(f"annotation file not found: {p}")
+    if not p.is_file(): raise FileNotFoundError(f"{what} not found: {p}")
     return p
+
+def _decode(raw: bytes, p, lineno) -> str:
+    try: return raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1})") from None
+
+def _text_lines(p, start=1):
+    "(line number, text) of every line of a UTF-8 file (gzipped when it ends in .gz); bad bytes name the line."
+    import gzip
+    with (gzip.open(p, 'rb') if str(p).endswith('.gz') else open(p, 'rb')) as f:
+        try:
+            for i, raw in enumerate(f, start=start): yield i, _decode(raw, p, i)
+        except (OSError, EOFError) as e:   # a bad gzip stream
+            raise DataError(f"{p}: cannot read ({type(e).__name__}: {e})") from None
+
+def _read_text(p) -> str:
+    "The whole UTF-8 file (gzipped when it ends in .gz); bad bytes name the line."
+    import gzip
+    try: raw = gzip.decompress(Path(p).read_bytes()) if str(p).endswith('.gz') else Path(p).read_bytes()
+    except (OSError, EOFError) as e: raise DataError(f"{p}: cannot read ({type(e).__name__}: {e})") from None
+    try: return raw.decode('utf-8')
+    except UnicodeDecodeError as e:
+        line, col = raw.count(b'\n', 0, e.start) + 1, e.start - raw.rfind(b'\n', 0, e.start)
+        raise DataError(f"{p}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {col})") from None
 
 # %% ../nbs/00_features.ipynb #de8948fb
 def read_charades_durations(csv_path) -> dict:
     "Video id -> duration in seconds, from a Charades video table (column `length`, else the last one)."
     p = _open_text(csv_path)
-    with open(p, newline='', encoding='utf-8') as f:
-        rows = csv.reader(f)
+    with open(p, 'rb') as f:
+        rows = csv.reader(_decode(raw, p, i) for i, raw in enumerate(f, start=1))
         header = next(rows, None)
         if not header or 'id' not in header[0]: raise DataError(f"{p}:1: expected a header row starting with 'id'")
         col = header.index('length') if 'length' in header else len(header) - 1
@@ -177,28 +205,30 @@ def read_charades_sta(ann_path, durations, policy='repair') -> Annotations:
     "Charades-STA `VID START END##sentence` file; `durations` is a dict or a Charades csv path."
     p = _open_text(ann_path)
     if not isinstance(durations, dict): durations = read_charades_durations(durations)
-    counts, queries = Counter(), []
-    with open(p, encoding='utf-8') as f:
-        for i, line in enumerate(f):
-            where = f"{p}:{i + 1}"
-            if not line.strip(): continue
-            if '##' not in line: raise DataError(f"{where}: expected 'VID START END##sentence', got {line.strip()[:80]!r}")
-            head, sent = line.split('##', 1)
-            parts = head.split()
-            if len(parts) != 3: raise DataError(f"{where}: expected 'VID START END' before '##', got {head.strip()!r}")
-            vid = parts[0]
-            if vid not in durations: raise DataError(f"{where}: video {vid!r} has no duration in the Charades table")
-            dur = _check_duration(durations[vid], f"{where}: video {vid!r}")
-            sent = _check_sentence(sent, where)
-            w = _clean_window(parts[1], parts[2], dur, where, policy, counts, on_reversed='swap')
-            if w is None: continue
-            queries.append(Query(i, vid, sent, dur, [w]))
+    counts, queries, blank = Counter(), [], None
+    for n, line in _text_lines(p):
+        i, where = n - 1, f"{p}:{n}"   # the query id is the 0-based line number
+        if not line.strip():
+            blank = blank or n; continue
+        if blank:   # a blank line before this one would shift every later id away from the official one
+            raise DataError(f"{p}:{blank}: blank line inside the file; the query id is the line number "
+                            f"(that of the official text features), so remove the line")
+        if '##' not in line: raise DataError(f"{where}: expected 'VID START END##sentence', got {line.strip()[:80]!r}")
+        head, sent = line.split('##', 1)
+        parts = head.split()
+        if len(parts) != 3: raise DataError(f"{where}: expected 'VID START END' before '##', got {head.strip()!r}")
+        vid = parts[0]
+        if vid not in durations: raise DataError(f"{where}: video {vid!r} has no duration in the Charades table")
+        dur = _check_duration(durations[vid], f"{where}: video {vid!r}")
+        sent = _check_sentence(sent, where)
+        w = _clean_window(parts[1], parts[2], dur, where, policy, counts, on_reversed='swap')
+        if w is None: continue
+        queries.append(Query(i, vid, sent, dur, [w]))
     return _finish(queries, p, 'charades_sta', counts)
 
 # %% ../nbs/00_features.ipynb #b6b3346f
 def _load_json(p):
-    try:
-        with open(p, encoding='utf-8') as f: return json.load(f)
+    try: return json.loads(_read_text(p))
     except json.JSONDecodeError as e: raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
 
 def _need(d, k, where):
@@ -264,12 +294,10 @@ def read_tacos(ann_path, policy='repair') -> Annotations:
 # %% ../nbs/00_features.ipynb #260c041a
 def _jsonl(p):
     "(line number, object) for every non-empty line of a JSON-lines file (gzipped when it ends in .gz)."
-    import gzip
-    with (gzip.open(p, 'rt', encoding='utf-8') if str(p).endswith('.gz') else open(p, encoding='utf-8')) as f:
-        for i, line in enumerate(f, start=1):
-            if not line.strip(): continue
-            try: yield i, json.loads(line)
-            except json.JSONDecodeError as e: raise DataError(f"{p}:{i}: invalid JSON ({e.msg})") from None
+    for i, line in _text_lines(p):
+        if not line.strip(): continue
+        try: yield i, json.loads(line)
+        except json.JSONDecodeError as e: raise DataError(f"{p}:{i}: invalid JSON ({e.msg})") from None
 
 def read_qvhighlights(ann_path, policy='repair') -> Annotations:
     "A QVHighlights `highlight_{train,val,test}_release.jsonl` file (several windows per query)."
@@ -411,6 +439,14 @@ def clip_mask(si: int, ei: int, n_clips: int) -> torch.Tensor:
     return m
 
 # %% ../nbs/00_features.ipynb #5b7de3c5
+def _as_float32(a, where, what='features') -> np.ndarray:
+    "`a` as float32; text, object or compound data (an HDF5 string dataset) is an error naming `where`."
+    a = np.asarray(a)
+    if a.dtype.kind not in 'fiub':
+        raise DataError(f"{where}: {what} have dtype {a.dtype} ({'text' if a.dtype.kind in 'SUO' else 'not numbers'}), "
+                        "expected a float array")
+    return a.astype(np.float32, copy=False)
+
 class FeatureStore:
     "Base class: id -> (T, D) float32 array, with checks. Subclasses implement `_keys` and `_read`."
     dim: int | None = None
@@ -446,7 +482,7 @@ class FeatureStore:
         "The (T, D) float32 features of `key`; only the first `n` clips when `n` is given."
         key = str(key)
         if key not in self: raise MissingKeyError(f"{_where(self.path, key=key)}: no such video in {self.name} ({len(self)} keys)")
-        return self.check(np.asarray(self._read(key, n), dtype=np.float32), key)
+        return self.check(_as_float32(self._read(key, n), _where(self.path, key=key), 'features'), key)
 
     __getitem__ = get
 
@@ -607,6 +643,15 @@ class TokenFeatures:
     ids: np.ndarray | None = None     # (W,) int64 token ids
     weights: np.ndarray | None = None # (W,) int64 masked-word sampling weights
 
+def _as_int64(a, where, what) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype.kind not in 'iub': raise DataError(f"{where}: {what} have dtype {a.dtype}, expected integers")
+    return a.astype(np.int64)
+
+def sentence_hash(sentence: str) -> str:
+    "SHA-1 of a sentence with case and runs of white space normalised: what a text store records per query."
+    return hashlib.sha1(' '.join(str(sentence).lower().split()).encode('utf-8')).hexdigest()
+
 class TextStore:
     "Per-query token features (HDF5 keyed by query id): `feat`, `ids`, `weights` groups, or plain (W, D) datasets."
     def __init__(self, path, dim: int | None = None, max_words: int | None = None, preload=False):
@@ -628,11 +673,11 @@ class TextStore:
             if isinstance(node, h5py.Group):
                 if 'feat' not in node: raise DataError(f"{where}: group has no 'feat' dataset (has {list(node.keys())})")
                 feat = node['feat'][()]
-                ids = node['ids'][()].astype(np.int64) if 'ids' in node else None
-                w = node['weights'][()].astype(np.int64) if 'weights' in node else None
+                ids = _as_int64(node['ids'][()], where, 'ids') if 'ids' in node else None
+                w = _as_int64(node['weights'][()], where, 'weights') if 'weights' in node else None
             else: feat, ids, w = node[()], None, None
         except OSError as e: raise DataError(f"{where}: cannot read ({e})") from None
-        feat = np.asarray(feat, dtype=np.float32)
+        feat = _as_float32(feat, where, 'token features')
         if feat.ndim != 2 or feat.shape[0] < 1: raise DataError(f"{where}: expected (W, D) token features, got shape {feat.shape}")
         if self.dim is None: self.dim = int(feat.shape[1])
         elif feat.shape[1] != self.dim: raise DataError(f"{where}: token feature size {feat.shape[1]}, expected {self.dim}")
@@ -652,11 +697,43 @@ class TextStore:
         if k not in self.h5: raise MissingKeyError(f"{_where(self.path, key=k)}: no text features for this query id")
         return self._read(k)
 
+    def sentence_hashes(self) -> dict:
+        "{query id: recorded sentence hash} of the queries whose sentence the store records (older stores: {})."
+        f = self.h5._file()
+        out = {}
+        for k in self.keys():
+            h = f[k].attrs.get('sentence_sha1', None) if isinstance(f[k], h5py.Group) else None
+            if h is not None: out[k] = h.decode() if isinstance(h, bytes) else str(h)
+        return out
+
+    def check_sentences(self, queries, source=None) -> int:
+        """Stop when a query's sentence is not the one its features were computed from (the store records a hash of
+        each sentence); returns how many queries were checked. Stores without the record (official ones, older ones)
+        pass unchecked (0); a query the store lacks is left to the lookup (`MissingKeyError`)."""
+        f, src, n = self.h5._file(), source or getattr(queries, 'source', None) or 'the annotations', 0
+        for q in queries:                        # only the queries asked about are read (a predictor asks for a few)
+            g = f.get(str(q.qid))
+            h = g.attrs.get('sentence_sha1', None) if isinstance(g, h5py.Group) else None
+            if h is None: continue
+            h = h.decode() if isinstance(h, bytes) else str(h)
+            if h != sentence_hash(q.sentence):
+                raise DataError(f"{_where(self.path, key=str(q.qid))}: the features are of another sentence than "
+                                f"query {q.qid!r} of {src} ({q.sentence[:60]!r}); the annotation file changed or its "
+                                "ids moved: re-extract the text store")
+            n += 1
+        return n
+
     def __repr__(self): return f"TextStore({self.path.name}: {len(self)} queries, D={self.dim}, tokenizer={self.tokenizer})"
 
-def write_text_store(path, items: dict, tokenizer: str | None = None, max_words: int | None = None):
-    "Write `{qid: TokenFeatures}` as a text store (atomically: a temporary file renamed at the end)."
+def write_text_store(path, items: dict, tokenizer: str | None = None, max_words: int | None = None,
+                     sentences=None):
+    """Write `{qid: TokenFeatures}` as a text store (atomically: a temporary file renamed at the end); `sentences`
+    (`{qid: sentence}` or the `Annotations` the features come from) records each query's sentence hash, which
+    `TextStore.check_sentences` compares with the annotations a run reads."""
     path = Path(path); tmp = path.with_name(path.name + '.partial')
+    if sentences is not None:
+        pairs = sentences.items() if isinstance(sentences, dict) else ((q.qid, q.sentence) for q in sentences)
+        sentences = {str(k): v for k, v in pairs}
     with h5py.File(tmp, 'w') as f:
         if tokenizer: f.attrs['tokenizer'] = tokenizer
         if max_words: f.attrs['max_words'] = max_words
@@ -665,6 +742,8 @@ def write_text_store(path, items: dict, tokenizer: str | None = None, max_words:
             g['feat'] = np.asarray(t.feat, dtype=np.float32)
             if t.ids is not None: g['ids'] = np.asarray(t.ids, dtype=np.int64)
             if t.weights is not None: g['weights'] = np.asarray(t.weights, dtype=np.int8)
+            if sentences is not None and str(qid) in sentences:
+                g.attrs['sentence_sha1'] = sentence_hash(sentences[str(qid)])
     os.replace(tmp, path)
     return path
 
@@ -706,20 +785,20 @@ class MLMVocab:
     @classmethod
     def from_counts(cls, path, vocab_size: int):
         "Read `CLIP_tokenized_count.txt` (2 columns) or `GloVe_tokenized_count.txt` (3 columns)."
-        p = _open_text(path)
+        p = _open_text(path, 'vocabulary file')
         id2label, kind = {}, None
-        with open(p, encoding='utf-8') as f:
-            for i, line in enumerate(f, start=1):
-                parts = line.split()
-                if not parts: continue
-                k = {2: 'clip', 3: 'glove'}.get(len(parts))
-                if k is None or (kind and k != kind): raise DataError(f"{p}:{i}: expected 'id count' or 'word id count', got {line.strip()!r}")
-                kind = k
-                try: tok = int(parts[0] if k == 'clip' else parts[1])
-                except ValueError: raise DataError(f"{p}:{i}: token id {parts[0 if k == 'clip' else 1]!r} is not an integer") from None
-                if tok in id2label: raise DataError(f"{p}:{i}: token id {tok} listed twice")
-                id2label[tok] = len(id2label)
-                if len(id2label) == vocab_size: break
+        for i, line in _text_lines(p):
+            parts = line.split()
+            if not parts: continue
+            k = {2: 'clip', 3: 'glove'}.get(len(parts))
+            if k is None or (kind and k != kind): raise DataError(f"{p}:{i}: expected 'id count' or 'word id count', got {line.strip()!r}")
+            kind = k
+            try: tok = int(parts[0] if k == 'clip' else parts[1])
+            except ValueError: raise DataError(f"{p}:{i}: token id {parts[0 if k == 'clip' else 1]!r} is not an integer") from None
+            if tok in id2label: raise DataError(f"{p}:{i}: token id {tok} listed twice")
+            id2label[tok] = len(id2label)
+            if len(id2label) == vocab_size: break
+        if not id2label: raise DataError(f"{p}: no tokens (an empty vocabulary file)")
         if len(id2label) < vocab_size:   # the official loader accepts it: the classes above the listed tokens are never targets
             warnings.warn(f"{p}: has {len(id2label)} tokens, fewer than vocab_size={vocab_size}; classes {len(id2label)}..{vocab_size - 1} stay unused", stacklevel=2)
         return cls(id2label, vocab_size, kind)

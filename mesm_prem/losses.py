@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from .attention import at_least_fp32
 from .spans import generalized_temporal_iou, span_cxw_to_xx, span_xx_to_cxw, length_band_mask
 
 # %% auto #0
@@ -71,8 +72,9 @@ def loss_labels(pred_logits, indices, eos_coef: float = 0.1) -> dict:
     rows, qs = _matched(indices, pred_logits.device)
     target = torch.ones(pred_logits.shape[:2], dtype=torch.long, device=pred_logits.device)
     target[rows, qs] = 0
-    w = pred_logits.new_tensor([1., eos_coef])
-    ce = F.cross_entropy(pred_logits.transpose(1, 2), target, w, reduction='none')
+    lg = at_least_fp32(pred_logits)
+    w = torch.tensor([1., eos_coef], dtype=lg.dtype, device=lg.device)   # not in bf16: there 0.1 is 0.10009765625
+    ce = F.cross_entropy(lg.transpose(1, 2), target, w, reduction='none')
     acc = (pred_logits[rows, qs].argmax(-1) == 0).float().mean() * 100
     return dict(loss_label=ce.mean(), class_error=100 - acc)
 
@@ -80,8 +82,8 @@ def loss_labels(pred_logits, indices, eos_coef: float = 0.1) -> dict:
 def loss_saliency(scores, neg_scores, video_mask, labels, rank_coef: float = 12., use_triplet: bool = False,
                   pos_idx=None, neg_idx=None, margin: float = 0.2, tau: float = 0.5, levels: int = 11) -> dict:
     "MESM's L_enc: (B, L) clip scores of the sentence and of a negative sentence; labels (B, L) (binary or 0..12)."
-    m = video_mask.float()
-    neg_pair = (-torch.log(1. - torch.sigmoid(neg_scores)) * m).sum(1).mean()
+    scores, neg_scores, m = at_least_fp32(scores), at_least_fp32(neg_scores), video_mask.float()   # softmax at temperature tau
+    neg_pair = (F.softplus(neg_scores) * m).sum(1).mean()          # -log(1 - sigmoid(x)), finite for every x
     s = torch.cat([scores, neg_scores], 1)
     y = torch.cat([labels.float(), torch.zeros_like(labels, dtype=torch.float)], 1)
     m2 = m.repeat(1, 2)

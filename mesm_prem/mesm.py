@@ -15,14 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, run_layer,
+from .attention import (at_least_fp32, DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, exact_attention, inverse_sigmoid, run_layer,
                                  sine_positions)
 from .data import pad_sequences, apply_overrides, atomic_save, config_from_dict, load_config, safe_load, save_config
 from .losses import HungarianMatcher, MESMCriterion
 from .features import DataError
 
 # %% auto #0
-__all__ = ['MESM_PRESETS', 'MESMConfig', 'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words', 'MESM',
+__all__ = ['EVAL_NEGATIVE_SEED', 'HELDOUT', 'MESM_DATASETS', 'MR_SCORES', 'HL_SCORES', 'MESM_PRESETS', 'MESMConfig',
+           'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words', 'MESM',
            'convert_official_state_dict', 'config_from_official_state_dict', 'load_official_checkpoint',
            'experiment_from_official', 'convert_official_checkpoint', 'load_mesm', 'MESMData', 'MESMTrain', 'MESMEval',
            'MESMExperiment', 'mesm_config']
@@ -58,8 +59,18 @@ class MESMConfig:
     grad_checkpoint: bool = False
 
     def __post_init__(self):
-        if self.ss_context not in ('official', 'sentences'): raise ValueError("ss_context must be 'official' or 'sentences'")
-        if self.hidden % self.n_heads: raise ValueError(f"hidden {self.hidden} is not divisible by n_heads {self.n_heads}")
+        "Sizes the layers could not be built with are refused here, naming the key, not deep inside a layer."
+        if self.ss_context not in ('official', 'sentences'):
+            raise DataError(f"model.ss_context must be 'official' or 'sentences', got {self.ss_context!r}")
+        least = dict.fromkeys(('vid_dim', 'txt_dim', 'hidden', 'n_heads', 'd_ff', 'n_queries', 'dec_layers', 'n_input_proj',
+                               'n_classes'), 1) | dict.fromkeys(('fw_layers', 'aligner_layers', 'enc_layers', 'ss_layers'), 0)
+        for k, lo in least.items():
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo: raise DataError(f"model.{k} must be an integer >= {lo}, got {v!r}")
+        for k in ('dropout', 'input_dropout'):
+            if not 0 <= getattr(self, k) < 1: raise DataError(f"model.{k} must be in [0, 1), got {getattr(self, k)!r}")
+        if self.hidden % self.n_heads:
+            raise DataError(f"model.hidden {self.hidden} is not divisible by model.n_heads {self.n_heads}: each head gets hidden / n_heads dims")
 
 # %% ../nbs/06_mesm.ipynb #8c3bdcf2
 def postprocess_text(words_feat: torch.Tensor, words_mask: torch.Tensor, normalize: bool = True) -> tuple:
@@ -81,6 +92,8 @@ def group_sets(sentences: torch.Tensor, group_sizes) -> tuple:
     slot = torch.zeros_like(mask)
     slot[torch.arange(len(own)), torch.tensor(own)] = True
     return padded, mask, slot
+
+EVAL_NEGATIVE_SEED = 0   # the negative rows of an eval-mode forward come from a generator seeded with this
 
 def sample_negative_rows(group_sizes, generator: torch.Generator | None = None) -> torch.Tensor:
     "(B,) for every row a uniformly drawn row of another group (at least two groups are needed)."
@@ -182,8 +195,18 @@ class MESM(nn.Module):
         for layer in self.encoder: x = run_layer(layer, self.cfg.grad_checkpoint, x, m, pos)
         return x[:, 1:], x[:, 0]
 
+    def heads(self, hs, refs):
+        """Decoder states (layers, B, Q, d), anchors (layers, B, Q, 2) -> class logits (layers, B, Q, 2), spans
+        (layers, B, Q, 2), in float32 even under autocast: bf16 logits of near-equal queries would reorder them."""
+        with torch.autocast(hs.device.type, enabled=False):
+            h = at_least_fp32(hs)
+            return self.class_embed(h), (self.span_embed(h) + inverse_sigmoid(at_least_fp32(refs))).sigmoid()
+
     def saliency(self, memory, memory_global):
-        return (self.saliency_proj1(memory) * self.saliency_proj2(memory_global)[:, None]).sum(-1) / math.sqrt(self.cfg.hidden)
+        "(B, L, d), (B, d) -> (B, L) clip scores, in float32 (the saliency loss divides them by a temperature)."
+        with torch.autocast(memory.device.type, enabled=False):
+            m, g = at_least_fp32(memory), at_least_fp32(memory_global)
+            return (self.saliency_proj1(m) * self.saliency_proj2(g)[:, None]).sum(-1) / math.sqrt(self.cfg.hidden)
 
     def mlm_logits(self, projed_video, vid_pos, projed_words, words_mask, unknown_mask, clip_mask, masked_words):
         "FW-MESM reconstruction: masked words (B, W, d) attend to the moment's clips -> logits (B, W, C)."
@@ -218,13 +241,14 @@ class MESM(nn.Module):
         aligned = self.aligner(enhanced, xw, xm, vid_pos, None, x_mask=video_mask)
         memory, mem_global = self.encode(aligned, video_mask, vid_pos)
         hs, refs = self.decoder(memory, video_mask, vid_pos, self.query_anchors.weight)
-        logits = self.class_embed(hs)
-        spans = (self.span_embed(hs) + inverse_sigmoid(refs)).sigmoid()
+        logits, spans = self.heads(hs, refs)
         out.update(pred_logits=logits[-1], pred_spans=spans[-1], encoded_video_feat=aligned, memory=memory, memory_global=mem_global,
                    hs=hs, reference=refs, saliency_scores=self.saliency(memory, mem_global),
                    aux_outputs=[dict(pred_logits=a, pred_spans=b) for a, b in zip(logits[:-1], spans[:-1])])
         # the negative pass: the words of a sentence from another video
-        if neg_index is None: neg_index = sample_negative_rows(group_sizes).to(video_feat.device)
+        if neg_index is None:      # eval: a generator of its own, so that evaluating never reads or moves the global stream
+            g = None if self.training else torch.Generator().manual_seed(EVAL_NEGATIVE_SEED)
+            neg_index = sample_negative_rows(group_sizes, g).to(video_feat.device)
         nxw, nxm = xw[neg_index], xm[neg_index]
         nw, nwm = (nxw[:, 1:], nxm[:, 1:]) if c.ss else (nxw, nxm)
         n_enh = self.enhance(pv, video_mask, vid_pos, nw, nwm)
@@ -353,6 +377,12 @@ def load_mesm(run_dir, which: str = 'best', device='cpu') -> tuple:
     return model.eval(), exp
 
 # %% ../nbs/06_mesm.ipynb #e9c3aa9f
+HELDOUT = 'heldout'                                 # data.val_split: select on videos held out of the training split
+MESM_DATASETS = ('charades', 'charades-cg', 'charades-cd', 'tacos', 'qvhighlights')
+MR_SCORES = ('MR-full-mAP', 'MR-full-mAP@0.5', 'MR-full-mAP@0.75', 'MR-full-R1@0.1', 'MR-full-R1@0.3', 'MR-full-R1@0.5',
+             'MR-full-R1@0.7', 'MR-full-miou', 'MR-short-mAP', 'MR-middle-mAP', 'MR-long-mAP')
+HL_SCORES = tuple(f"HL-min-{g}-{m}" for g in ('Fair', 'Good', 'VeryGood') for m in ('mAP', 'Hit1'))
+
 @dataclass
 class MESMData:
     "Where the data is and how it is read (official names; paths relative to `root`)."
@@ -375,8 +405,10 @@ class MESMData:
     max_windows: int = 5
     rescale_pooled_indices: bool = False            # official: False (indices of pooled videos are not rescaled)
     train_split: str = 'train'
-    val_split: str = 'test'                         # the split used for model selection
+    val_split: str = HELDOUT                        # the split that selects the model ('heldout': held out of train)
     eval_splits: list = field(default_factory=lambda: ['test'])
+    heldout_fraction: float = 0.1                   # val_split='heldout': this fraction of the training videos ...
+    heldout_seed: int = 0                           # ... drawn with this seed (the training split then excludes them)
 
 @dataclass
 class MESMTrain:
@@ -391,7 +423,7 @@ class MESMTrain:
     grad_clip: float = 0.1
     seed: int = 2019
     stop_score: str = 'MR-full-mAP'
-    select_on: str = 'val'                          # 'val' (recommended) or 'test' (the official code)
+    select_on: str = 'val'                          # 'val': data.val_split; 'test': eval_splits[0] (the official code)
     max_es_cnt: int = 200
     num_workers: int = 0
     amp: bool = True                                # bf16 autocast on CUDA
@@ -405,6 +437,21 @@ class MESMEval:
     max_before_nms: int = 10
     max_after_nms: int = 10
     clamp_to_duration: bool = True                  # official: False (windows may run past the video's end, up to max_ts_val)
+
+def _need(ok: bool, key: str, what: str, got):
+    if not ok: raise DataError(f"{key} must be {what}, got {got!r}")
+
+def _is_int(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+def _is_num(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+def _check_ints(part, name, keys, lo):
+    for k in keys: v = getattr(part, k); _need(_is_int(v) and v >= lo, f"{name}.{k}", f">= {lo}", v)
+
+def _check_nums(part, name, keys, positive):
+    for k in keys:
+        v = getattr(part, k)
+        ok = _is_num(v) and (v > 0 if positive else v >= 0)
+        _need(ok, f"{name}.{k}", 'a finite number ' + ('> 0' if positive else '>= 0'), v)
 
 @dataclass
 class MESMExperiment:
@@ -422,14 +469,53 @@ class MESMExperiment:
         return dataclasses.replace(l, weights=dict(l.weights), multi_window=l.multi_window or self.data.dataset == 'qvhighlights',
                                    use_fw=l.use_fw and m.fw and m.mlm, use_ss=l.use_ss and m.ss)
 
+    def validate(self) -> MESMExperiment:
+        "Check the data, training and evaluation settings before any work: a one-line `DataError` naming the key."
+        t, d, e = self.train, self.data, self.eval
+        _check_ints(t, 'train', ('epochs', 'batch_size', 'eval_batch_size', 'lr_drop'), 1)
+        _check_ints(t, 'train', ('num_workers',), 0)
+        _check_nums(t, 'train', ('lr', 'lr_gamma'), True)
+        _check_nums(t, 'train', ('weight_decay', 'grad_clip'), False)
+        _need(_is_int(t.max_es_cnt), 'train.max_es_cnt', 'an integer (< 0: no early stop)', t.max_es_cnt)
+        _need(t.select_on in ('val', 'test'), 'train.select_on', "'val' or 'test'", t.select_on)
+        scores = MR_SCORES + (HL_SCORES if d.dataset == 'qvhighlights' else ())
+        _need(t.stop_score in scores, 'train.stop_score', f"one of {list(scores)}", t.stop_score)
+        _need(d.dataset in MESM_DATASETS, 'data.dataset', f"one of {list(MESM_DATASETS)}", d.dataset)
+        known = sorted(d.annotations)
+        _need(HELDOUT not in d.annotations, 'data.annotations', f"free of the reserved split name {HELDOUT!r}", known)
+        _need(d.train_split in d.annotations, 'data.train_split', f"a split of data.annotations {known}", d.train_split)
+        _need(d.val_split == HELDOUT or d.val_split in d.annotations, 'data.val_split',
+              f"{HELDOUT!r} (held out of the training split) or a split of data.annotations {known}", d.val_split)
+        _need(d.val_split != d.train_split, 'data.val_split', 'another split than data.train_split', d.val_split)
+        ok = isinstance(d.eval_splits, list) and len(d.eval_splits) > 0 and set(d.eval_splits) <= set(d.annotations)
+        _need(ok, 'data.eval_splits', f"a non-empty list of splits of data.annotations {known}", d.eval_splits)
+        f = d.heldout_fraction
+        _need(_is_num(f) and 0 < f < 1, 'data.heldout_fraction', 'in (0, 1)', f)
+        _need(_is_int(d.heldout_seed), 'data.heldout_seed', 'an integer', d.heldout_seed)
+        used = [d.train_split] + ([] if d.val_split == HELDOUT else [d.val_split]) + list(d.eval_splits)
+        for s in dict.fromkeys(used):
+            if s not in d.text_features: raise DataError(f"data.text_features has no text store for split {s!r}")
+            if d.dataset == 'charades' and s not in d.durations:
+                raise DataError(f"data.durations has no Charades video table for split {s!r}")
+        c = d.clip_len
+        _need(_is_num(c) and (c > 0 or c == -1), 'data.clip_len', '> 0 (seconds) or -1 (relative)', c)
+        _check_ints(d, 'data', ('max_video_l', 'max_words_l', 'max_windows', 'contra_samples', 'vocab_size'), 1)
+        _need(d.long_video in ('pool', 'truncate'), 'data.long_video', "'pool' or 'truncate'", d.long_video)
+        _check_ints(e, 'eval', ('max_before_nms', 'max_after_nms'), 1)
+        _check_nums(e, 'eval', ('max_ts_val',), True)
+        _need(_is_num(e.nms_thd) and e.nms_thd < 1, 'eval.nms_thd', 'a number < 1 (<= 0: no NMS)', e.nms_thd)
+        return self
+
 def _preset(name, model=None, data=None, loss=None, train=None, eval=None) -> MESMExperiment:
     e = MESMExperiment(name=name)
     for part, kw in (('model', model), ('data', data), ('loss', loss), ('train', train), ('eval', eval)):
         for k, v in (kw or {}).items():
             if not hasattr(getattr(e, part), k): raise KeyError(f"{part}.{k}")
             setattr(getattr(e, part), k, v)
-    return e
+    return e.validate()
 
+# Charades-STA and TACoS ship no validation split: their presets select on videos held out of train.
+# The official code selects on test (`--set data.val_split=test` or `train.select_on=test`; the log then warns).
 MESM_PRESETS = {
     'charades_C+SF_C': _preset('charades_C+SF_C', train=dict(lr_gamma=0.5)),
     'charades_VGG_GloVe': _preset('charades_VGG_GloVe', model=dict(vid_dim=4098, txt_dim=300, n_classes=1112),
@@ -458,6 +544,6 @@ MESM_PRESETS = {
 }
 
 def mesm_config(preset: str = 'charades_C+SF_C', overrides: list = ()) -> MESMExperiment:
-    "A preset plus `section.key=value` overrides."
+    "A preset plus `section.key=value` overrides, checked (`MESMExperiment.validate`)."
     if preset not in MESM_PRESETS: raise KeyError(f"unknown MESM preset {preset!r}; choose from {sorted(MESM_PRESETS)}")
-    return apply_overrides(MESM_PRESETS[preset], list(overrides))
+    return apply_overrides(MESM_PRESETS[preset], list(overrides)).validate()

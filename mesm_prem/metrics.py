@@ -5,40 +5,90 @@
 # %% ../nbs/05_metrics.ipynb #16ae20e2
 from __future__ import annotations
 
-import gzip
 import json
+import re as _re
 from collections import OrderedDict, defaultdict
 from pathlib import Path
 
 import numpy as np
 
-from .features import DataError, _jsonl
+from .features import DataError, _jsonl, _read_text, _text_lines
 from .spans import paired_temporal_iou
 
 # %% auto #0
-__all__ = ['VMR_BUCKETS', 'VCMR_TASKS', 'load_jsonl', 'load_json', 'save_jsonl', 'iou_cross', 'interpolated_ap',
-           'average_precision_detection', 'precision_recall_curve', 'saliency_ap', 'eval_highlight', 'eval_vmr',
-           'eval_vcmr']
+__all__ = ['VMR_BUCKETS', 'VCMR_TASKS', 'JsonRows', 'JsonDoc', 'load_jsonl', 'load_json', 'save_jsonl', 'norm_id', 'iou_cross',
+           'interpolated_ap', 'average_precision_detection', 'precision_recall_curve', 'saliency_ap', 'eval_highlight',
+           'eval_vmr', 'eval_vcmr']
 
 # %% ../nbs/05_metrics.ipynb #74265a2a
+class JsonRows(list):
+    "The rows of a JSON-lines file, with the file (`source`) and each row's line number (`lines`) for error messages."
+    def __init__(self, rows=(), source=None, lines=None):
+        super().__init__(rows); self.source, self.lines = source, list(lines) if lines is not None else None
+
+class JsonDoc(dict):
+    "A JSON object read from a file, with the file (`source`) for error messages."
+    def __init__(self, d=(), source=None):
+        super().__init__(d); self.source = source
+
 def _open(path):
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"file not found: {p}")
-    return gzip.open(p, 'rt', encoding='utf-8') if p.suffix == '.gz' else open(p, encoding='utf-8')
+    return p
 
-def load_jsonl(path) -> list:
-    "A JSON-lines file (optionally gzipped) as a list; errors name the line (the reader of `00_features`)."
-    _open(path).close()   # a clear error for a missing file
-    return [d for _, d in _jsonl(path)]
+def load_jsonl(path) -> JsonRows:
+    "A JSON-lines file (optionally gzipped): one JSON object per line; errors name the file and the line."
+    p = _open(path)
+    first = next(((i, l.lstrip()[:1]) for i, l in _text_lines(p) if l.strip()), None)
+    if first and first[1] == '[':
+        raise DataError(f"{p}:{first[0]}: a JSON array, expected JSON lines (one JSON object per line, no [ ])")
+    rows, lines = [], []
+    for i, d in _jsonl(p):
+        if not isinstance(d, dict):
+            raise DataError(f"{p}:{i}: expected a JSON object on each line, got {type(d).__name__} {str(d)[:40]}")
+        rows.append(d); lines.append(i)
+    return JsonRows(rows, str(p), lines)
 
 def load_json(path):
-    with _open(path) as f:
-        try: return json.load(f)
-        except json.JSONDecodeError as e: raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    "A JSON file (optionally gzipped); an object comes back as a `JsonDoc` that knows its file."
+    p = _open(path)
+    try: d = json.loads(_read_text(p))
+    except json.JSONDecodeError as e:
+        hint = ' (JSON lines? this file must be one JSON object)' if e.msg == 'Extra data' else ''
+        raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg}){hint}") from None
+    return JsonDoc(d, str(p)) if isinstance(d, dict) else d
 
 def save_jsonl(rows, path):
     with open(path, 'w', encoding='utf-8') as f:
         for r in rows: f.write(json.dumps(r) + '\n')
+
+def norm_id(q):
+    """A query id as the evaluators compare it: an integral number or a string of digits becomes the string of
+    that integer (`100977`, `100977.0` and `"100977"` are one id); other strings are stripped; anything else is None."""
+    if isinstance(q, bool) or q is None: return None
+    if isinstance(q, (int, np.integer)): return str(int(q))
+    if isinstance(q, (float, np.floating)): return str(int(q)) if float(q).is_integer() else repr(float(q))
+    if isinstance(q, str):
+        t = q.strip()
+        return str(int(t)) if _re.fullmatch(r'[+-]?\d+', t) else (t or None)
+    return None
+
+def _at(rows, i, what) -> str:
+    "Where row `i` of `rows` came from: `file:line`, or `what` and the row's position."
+    src, lines = getattr(rows, 'source', None), getattr(rows, 'lines', None)
+    if src and lines is not None and i < len(lines): return f"{src}:{lines[i]}"
+    return f"{src}: row {i + 1}" if src else f"{what} row {i + 1}"
+
+def _is_num(x) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and bool(np.isfinite(x))
+
+def _gt_window(w, where, q) -> list:
+    "One ground-truth [start, end] window, checked: finite numbers, 0 <= start < end."
+    if not isinstance(w, (list, tuple)) or len(w) != 2 or not all(_is_num(x) for x in w):
+        raise DataError(f"{where}: ground-truth query {q!r}: window {w!r} is not [start, end] with finite numbers")
+    if w[0] < 0 or w[1] <= w[0]:
+        raise DataError(f"{where}: ground-truth query {q!r}: window {list(w)} is empty or negative (0 <= start < end)")
+    return [float(w[0]), float(w[1])]
 
 # %% ../nbs/05_metrics.ipynb #aaf2cc17
 def _r2(x) -> float: return float(f"{100 * x:.2f}")
@@ -84,30 +134,58 @@ VMR_BUCKETS = {
     'tacos': OrderedDict(short=(0, 10), middle=(10, 30), long=(30, 150), superlong=(150, 600)),
 }
 
-def _check_vmr(submission, ground_truth, missing):
-    gt_q = {d['qid'] for d in ground_truth}
-    seen, n_missing = set(), 0
-    out = []
-    for d in submission:
-        q = d.get('qid')
-        if q is None: raise DataError("a submission line has no 'qid'")
-        if q not in gt_q: raise DataError(f"submission query {q!r} is not in the ground truth")
-        if q in seen: raise DataError(f"submission query {q!r} appears twice")
-        seen.add(q)
+def _check_gt_vmr(ground_truth, need_windows: bool) -> tuple:
+    """Copies of the ground-truth rows with normalised ids (refusing a row without an id, a repeated id or a bad
+    window), and {normalised id: id as written}."""
+    out, seen, raw = [], {}, {}
+    for i, d in enumerate(ground_truth):
+        where = _at(ground_truth, i, 'ground truth')
+        if not isinstance(d, dict): raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        q = norm_id(d.get('qid'))
+        if q is None: raise DataError(f"{where}: a ground-truth line has no usable 'qid' (got {d.get('qid')!r})")
+        if q in seen: raise DataError(f"{where}: ground-truth qid {d['qid']!r} appears twice (first at {seen[q]})")
+        seen[q], raw[q] = where, d['qid']
+        row = dict(d, qid=q)
+        if need_windows:
+            ws = d.get('relevant_windows')
+            if not isinstance(ws, (list, tuple)) or not ws:
+                raise DataError(f"{where}: ground-truth query {d['qid']!r} has no relevant_windows (got {ws!r})")
+            row['relevant_windows'] = [_gt_window(w, where, d['qid']) for w in ws]
+        out.append(row)
+    if not out: raise DataError(f"{getattr(ground_truth, 'source', None) or 'ground truth'}: the ground truth is empty")
+    return out, raw
+
+def _check_vmr(submission, raw_gt: dict, missing):
+    "Copies of the submission rows with normalised ids (`raw_gt` from `_check_gt_vmr`), and the number of misses."
+    seen, n_missing, out = {}, 0, []
+    for i, d in enumerate(submission):
+        where = _at(submission, i, 'submission')
+        if not isinstance(d, dict): raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        raw = d.get('qid'); q = norm_id(raw)
+        if q is None: raise DataError(f"{where}: a submission line has no usable 'qid' (got {raw!r})")
+        if q not in raw_gt: raise DataError(f"{where}: submission query {raw!r} is not in the ground truth")
+        if q in seen: raise DataError(f"{where}: submission query {raw!r} appears twice (first at {seen[q]})")
+        seen[q] = where
         if 'pred_relevant_windows' in d:
             ws = d['pred_relevant_windows']
+            if not isinstance(ws, (list, tuple)):
+                raise DataError(f"{where}: query {raw!r}: pred_relevant_windows must be a list, got {ws!r}")
             if not ws:
-                if missing != 'miss': raise DataError(f"query {q!r}: empty pred_relevant_windows (use missing='miss' to count it as a miss)")
+                if missing != 'miss':
+                    raise DataError(f"{where}: query {raw!r}: empty pred_relevant_windows (use missing='miss' to count it "
+                                    "as a miss)")
+                n_missing += 1
             for w in ws:
-                if not isinstance(w, (list, tuple)) or len(w) < 3 or not all(isinstance(x, (int, float)) and np.isfinite(x) for x in w[:3]):
-                    raise DataError(f"query {q!r}: a predicted window must be [start, end, score] with finite numbers, got {w!r}")
-                if w[1] < w[0]: raise DataError(f"query {q!r}: predicted window {w!r} ends before it starts")
-        out.append(d)
-    absent = [q for q in gt_q if q not in seen]
+                if not isinstance(w, (list, tuple)) or len(w) < 3 or not all(_is_num(x) for x in w[:3]):
+                    raise DataError(f"{where}: query {raw!r}: a predicted window must be [start, end, score] with finite "
+                                    f"numbers, got {w!r}")
+                if w[1] < w[0]: raise DataError(f"{where}: query {raw!r}: predicted window {w!r} ends before it starts")
+        out.append(dict(d, qid=q))
+    absent = [raw_gt[q] for q in raw_gt if q not in seen]
     if absent:
         if missing != 'miss': raise DataError(f"{len(absent)} ground-truth queries are not in the submission (e.g. {sorted(absent, key=str)[:5]}); "
                                               "use missing='miss' to count them as misses")
-        n_missing = len(absent)
+        n_missing += len(absent)
     return out, n_missing
 
 def _in_range(ground_truth, lo, hi):
@@ -168,8 +246,10 @@ def _hl_gt(d, clip_len=2):
 
 def eval_highlight(submission, ground_truth, clip_len: float = 2) -> OrderedDict:
     "HIT@1 and HL-mAP at the three saliency levels, as Moment-DETR's evaluator."
-    preds = {d['qid']: np.asarray(d['pred_saliency_scores'], dtype=float) for d in submission}
-    gts = {d['qid']: _hl_gt(d, clip_len) for d in ground_truth}
+    preds = {norm_id(d['qid']): np.asarray(d['pred_saliency_scores'], dtype=float) for d in submission}
+    bad = next((q for q, p in preds.items() if p.ndim != 1 or not np.isfinite(p).all()), None)
+    if bad is not None: raise DataError(f"query {bad!r}: pred_saliency_scores must be a list of finite numbers")
+    gts = {norm_id(d['qid']): _hl_gt(d, clip_len) for d in ground_truth}
     out = OrderedDict()
     for lo, name in ((2, 'Fair'), (3, 'Good'), (4, 'VeryGood')):
         hit, aps = [], []
@@ -192,7 +272,8 @@ def eval_vmr(submission: list, ground_truth: list, buckets='qvhighlights', offic
     if missing not in ('error', 'miss'): raise ValueError("missing must be 'error' or 'miss'")
     if not submission: raise DataError("the submission is empty")
     if isinstance(buckets, str): buckets = VMR_BUCKETS[buckets]
-    submission, n_missing = _check_vmr(submission, ground_truth, missing)
+    ground_truth, raw_gt = _check_gt_vmr(ground_truth, need_windows='pred_relevant_windows' in submission[0])
+    submission, n_missing = _check_vmr(submission, raw_gt, missing)
     extras = not official
     r1_thds = _thd_keys(([0.1, 0.3] if extras else []) + list(np.linspace(0.5, 0.95, 10)))
     ap_thds = _thd_keys(np.linspace(0.5, 0.95, 10))
@@ -234,37 +315,81 @@ def _hits_per_query(preds, gt_vidx, ts, iou_thds):
     corr = np.stack([(sum(i >= t for i in ious) >= 2) if multi else (iou >= t) for t in iou_thds]) if len(p) else np.zeros((len(iou_thds), 0), bool)
     return matched, corr
 
+def _check_gt_vcmr(ground_truth, v2i) -> OrderedDict:
+    "{normalised desc_id: row} of TVR-style ground truth, refusing a missing or repeated id, an unknown video, a bad window."
+    out, seen = OrderedDict(), {}
+    for i, d in enumerate(ground_truth):
+        where = _at(ground_truth, i, 'ground truth')
+        if not isinstance(d, dict): raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
+        raw = d.get('desc_id'); q = norm_id(raw)
+        if q is None: raise DataError(f"{where}: a ground-truth line has no usable 'desc_id' (got {raw!r})")
+        if q in seen: raise DataError(f"{where}: ground-truth desc_id {raw!r} appears twice (first at {seen[q]})")
+        seen[q] = where
+        if d.get('vid_name') not in v2i:
+            raise DataError(f"{where}: ground-truth video {d.get('vid_name')!r} (desc_id {raw}) is not in video2idx")
+        ts = d.get('ts')
+        if isinstance(ts, (list, tuple)) and len(ts) >= 4 and all(isinstance(t, (list, tuple)) for t in ts):
+            ts = [_gt_window(t, where, raw) for t in ts]   # DiDeMo: one window per annotator
+        elif isinstance(ts, (list, tuple)) and len(ts) == 2 and not any(isinstance(t, (list, tuple)) for t in ts):
+            ts = _gt_window(ts, where, raw)
+        else: raise DataError(f"{where}: ground-truth desc_id {raw!r}: ts must be [start, end] or four or more [start, end] "
+                              f"windows, got {ts!r}")
+        if d.get('type', 'v') not in ('v', 't', 'vt'):
+            raise DataError(f"{where}: ground-truth desc_id {raw!r}: type {d['type']!r} is not v, t or vt")
+        out[q] = dict(d, _ts=ts)
+    if not out: raise DataError(f"{getattr(ground_truth, 'source', None) or 'ground truth'}: the ground truth is empty")
+    return out
+
 def eval_vcmr(submission: dict, ground_truth: list, iou_thds=(0.5, 0.7), topks=(1, 5, 10, 100), max_pred: int = 100,
               missing: str = 'error') -> OrderedDict:
     "TVR-style evaluation of a VCMR/SVMR/VR submission (the layout of TVRetrieval's standalone evaluator)."
-    if not isinstance(submission, dict) or 'video2idx' not in submission: raise DataError("the submission needs a 'video2idx' mapping")
+    src = getattr(submission, 'source', None) or 'the submission'
+    if not isinstance(submission, dict) or 'video2idx' not in submission:
+        raise DataError(f"{src}: the submission needs a 'video2idx' mapping")
     v2i = submission['video2idx']
+    if not isinstance(v2i, dict) or not all(isinstance(i, int) and not isinstance(i, bool) for i in v2i.values()):
+        raise DataError(f"{src}: video2idx must map video names to integers")
     tasks = [t for t in VCMR_TASKS if t in submission]
-    if not tasks: raise DataError(f"the submission has none of {VCMR_TASKS}")
+    if not tasks: raise DataError(f"{src}: the submission has none of {VCMR_TASKS}")
     known = set(v2i.values())
-    gt_by = OrderedDict((d['desc_id'], d) for d in ground_truth)
-    for d in ground_truth:
-        if d['vid_name'] not in v2i: raise DataError(f"ground-truth video {d['vid_name']!r} (desc_id {d['desc_id']}) is not in video2idx")
+    gt_by = _check_gt_vcmr(ground_truth, v2i)
     types = {'v': 0, 't': 1, 'vt': 2}
-    use_type = all('type' in d for d in ground_truth)
+    use_type = all('type' in d for d in gt_by.values())
     out, by_type, n_missing = OrderedDict(), OrderedDict(), {}
     for task in tasks:
-        pred_by = {}
-        for e in submission[task]:
-            q = e.get('desc_id')
-            if q not in gt_by: raise DataError(f"{task}: desc_id {q!r} is not in the ground truth")
-            for w in e.get('predictions', []):
-                if len(w) < 3 or not all(np.isfinite(x) for x in w[:3]): raise DataError(f"{task}: desc_id {q}: malformed prediction {w!r}")
-                if w[0] not in known: raise DataError(f"{task}: desc_id {q}: video index {w[0]!r} is not in video2idx")
-                if task != 'VR' and w[2] < w[1]: raise DataError(f"{task}: desc_id {q}: prediction {w!r} ends before it starts")
-            pred_by[q] = e.get('predictions', [])[:max_pred]
-        absent = [q for q in gt_by if q not in pred_by]
+        pred_by, seen = {}, {}
+        if not isinstance(submission[task], list):
+            raise DataError(f"{src}: {task} must be a list of {{desc_id, predictions}}")
+        for n, e in enumerate(submission[task]):
+            where = f"{src}: {task}[{n}]"
+            if not isinstance(e, dict):
+                raise DataError(f"{where}: expected an object with desc_id and predictions, got {type(e).__name__}")
+            raw = e.get('desc_id'); q = norm_id(raw)
+            if q not in gt_by: raise DataError(f"{where}: desc_id {raw!r} is not in the ground truth")
+            if q in seen: raise DataError(f"{where}: desc_id {raw!r} appears twice (first at {task}[{seen[q]}])")
+            seen[q] = n
+            preds = e.get('predictions')
+            if not isinstance(preds, list):
+                raise DataError(f"{where}: desc_id {raw!r}: predictions must be a list, got {preds!r}")
+            if not preds and missing != 'miss':
+                raise DataError(f"{where}: desc_id {raw!r}: empty predictions (missing='miss' counts it as a miss)")
+            for w in preds:
+                if not isinstance(w, (list, tuple)) or len(w) < 3 or not all(_is_num(x) for x in w[:4]):
+                    raise DataError(f"{where}: desc_id {raw!r}: a prediction must be [video_idx, start, end, score] with "
+                                    f"finite numbers, got {w!r}")
+                if w[0] not in known:
+                    raise DataError(f"{where}: desc_id {raw!r}: video index {w[0]!r} is not in video2idx")
+                if task != 'VR' and w[2] < w[1]:
+                    raise DataError(f"{where}: desc_id {raw!r}: prediction {w!r} ends before it starts")
+            pred_by[q] = preds[:max_pred]
+        absent = [gt_by[q]['desc_id'] for q in gt_by if q not in pred_by]
         if absent and missing != 'miss':
-            raise DataError(f"{task}: {len(absent)} ground-truth queries are not in the submission (e.g. {absent[:5]}); use missing='miss' to count them as misses")
-        n_missing[task] = len(absent)
+            raise DataError(f"{src}: {task}: {len(absent)} ground-truth queries are not in the submission (e.g. {absent[:5]}); "
+                            "use missing='miss' to count them as misses")
+        n_missing[task] = len(absent) + sum(1 for q in pred_by if not pred_by[q])
         m_rows, c_rows, qtypes = [], [], []
         for q, d in gt_by.items():
-            matched, corr = _hits_per_query(pred_by.get(q, []), v2i[d['vid_name']], d['ts'], iou_thds)
+            matched, corr = _hits_per_query(pred_by.get(q, []), v2i[d['vid_name']], d['_ts'], iou_thds)
             m_rows.append(matched); c_rows.append(corr)
             if use_type: qtypes.append(types[d['type']])
         qtypes = np.asarray(qtypes)

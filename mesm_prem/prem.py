@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .features import DataError
 from .attention import (ConvBoundaryHead, FusionLayer, LinearLayer, MLP, ModalityPooling, MultimodalEncoder,
                                  TransformerLayer, segment_max_pool)
 from .losses import loss_adversarial, loss_relevant_content, loss_shared_norm, positive_segments
@@ -64,12 +65,34 @@ class PREMConfig:
     max_len: int = 24
 
     def __post_init__(self):
-        for name, val, ok in (('modalities', self.modalities, ('both', 'video', 'subtitle')), ('pooling', self.pooling, ('modality', 'mean', 'max')),
-                              ('gate', self.gate, ('l2prod', 'concat', 'query', 'none')), ('adv_input', self.adv_input, ('transformer', 'fusion'))):
-            if val not in ok: raise ValueError(f"PREMConfig.{name} must be one of {ok}, got {val!r}")
+        "Refuse, in one line naming the key, what would only fail deep inside a model or a training run."
+        for name, ok in (('modalities', ('both', 'video', 'subtitle')), ('pooling', ('modality', 'mean', 'max')),
+                         ('gate', ('l2prod', 'concat', 'query', 'none')), ('adv_input', ('transformer', 'fusion'))):
+            if getattr(self, name) not in ok:
+                raise DataError(f"model.{name} must be one of {ok}, got {getattr(self, name)!r}")
+        minimum = dict(img_dim=1, sub_dim=0, txt_dim=1, hidden=1, n_heads=1, d_ff=1, max_words=1, max_clips=1,
+                       query_layers=0, video_layers=0, loc_query_layers=0, loc_video_layers=0, fusion_layers=0,
+                       conv_hidden=1, conv_kernel=1, adv_topk=1, adv_layers=1, min_len=1, max_len=1)
+        for name, lo in minimum.items():
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise DataError(f"model.{name} must be an integer >= {lo}, got {v!r}")
         if self.modalities != 'video' and not self.sub_dim:
-            raise ValueError(f"modalities={self.modalities!r} needs subtitles, but sub_dim is {self.sub_dim} (DiDeMo: modalities='video')")
-        if self.hidden % self.n_heads: raise ValueError(f"hidden {self.hidden} is not divisible by n_heads {self.n_heads}")
+            raise DataError(f"model.modalities={self.modalities!r} needs subtitles, but model.sub_dim is "
+                            f"{self.sub_dim} (DiDeMo: modalities='video')")
+        if self.hidden % self.n_heads:
+            raise DataError(f"model.hidden {self.hidden} is not divisible by model.n_heads {self.n_heads}")
+        if self.conv_kernel % 2 == 0:
+            raise DataError(f"model.conv_kernel must be odd (one logit per clip), got {self.conv_kernel}")
+        if self.max_len < self.min_len: raise DataError(f"model.max_len {self.max_len} < model.min_len {self.min_len}")
+        for name in ('tau', 'lam_weak', 'lam_adv'):
+            v = getattr(self, name)
+            pos = name == 'tau'
+            num = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            ok = num and (v > 0 if pos else v >= 0)
+            if not ok: raise DataError(f"model.{name} must be a finite number {'> 0' if pos else '>= 0'}, got {v!r}")
+        if not 0 <= self.dropout < 1: raise DataError(f"model.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 < self.adv_iou <= 1: raise DataError(f"model.adv_iou must be in (0, 1], got {self.adv_iou!r}")
 
     @property
     def streams(self) -> list:
@@ -131,11 +154,12 @@ class PREMRetriever(nn.Module):
         "(B, Lq, Dt), (B, Lq) -> (B, M, d) unit query vectors, one per stream."
         q = self.pool(self.query_encoder(query_feat, query_mask), query_mask)      # (B, 2, d): FC_v, FC_s
         idx = [0 if s == 'v' else 1 for s in self.cfg.streams]
-        return F.normalize(q[:, idx], dim=-1)
+        return F.normalize(q[:, idx].float(), dim=-1)          # float32 even under autocast: scores are divided by tau
 
     def encode_videos(self, img, mask, sub=None) -> torch.Tensor:
         "(N, L, Dv), (N, L), (N, L, Ds) -> (N, M, L, d) unit clip embeddings (padded clips are zero)."
-        c = F.normalize(_encode_streams(self.video_encoder, self.cfg, img, mask, sub), dim=-1)
+        c = _encode_streams(self.video_encoder, self.cfg, img, mask, sub)
+        c = F.normalize(c.float(), dim=-1)                      # float32, as the queries
         return c * mask[:, None, :, None]
 
     def clip_mask(self, mask, sub_mask=None) -> torch.Tensor:
@@ -149,8 +173,10 @@ class PREMRetriever(nn.Module):
 
     @staticmethod
     def clip_scores(q: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        "(B, M, d) queries x (N, M, L, d) clips -> (B, N, M, L) cosines."
-        return torch.einsum('bmd,nmld->bnml', q, c)
+        """(B, M, d) queries x (N, M, L, d) clips -> (B, N, M, L) cosines, in float32 even under autocast: divided by
+        tau = 0.01, a bfloat16 cosine (steps of 2**-8 near 1) would move the logits by 0.4."""
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            return torch.einsum('bmd,nmld->bnml', q.float(), c.float())
 
     @staticmethod
     def video_scores(cos: torch.Tensor, clip_mask: torch.Tensor) -> torch.Tensor:
@@ -184,8 +210,9 @@ def retriever_loss(model: PREMRetriever, batch) -> tuple:
     code = {v: n for n, v in enumerate(dict.fromkeys(batch.vid))}
     ids = torch.tensor([code[v] for v in batch.vid], device=scores.device)
     same = ids[:, None] == ids[None, :]                                     # (B, B) pairs of queries on one video
-    out = loss_relevant_content(scores, strong, weak, same, weak_any.all(-1), cfg.tau, cfg.lam_weak,
-                                use_strong=cfg.strong, use_weak=cfg.weak, use_v2q=cfg.v2q)
+    with torch.autocast(device_type=scores.device.type, enabled=False):   # float32 scores / tau, float32 softmaxes
+        out = loss_relevant_content(scores.float(), strong.float(), weak.float(), same, weak_any.all(-1), cfg.tau,
+                                    cfg.lam_weak, use_strong=cfg.strong, use_weak=cfg.weak, use_v2q=cfg.v2q)
     return out, out['loss_retrieval']
 
 # %% ../nbs/07_prem.ipynb #984da9ef
@@ -285,6 +312,6 @@ def localizer_loss(model: PREMLocalizer, batch) -> tuple:
     if cfg.adversarial:
         seg, lab, valid = adversarial_segments(st, ed, batch.video_mask, batch.st_idx, batch.ed_idx, cfg)
         logits = model.segment_logits(out['fused'], flat(batch.video_mask), seg.reshape(B * V, -1, 2)).view(B, V, -1)
-        losses.update(loss_adversarial(logits[valid], lab[valid]))
+        losses.update(loss_adversarial(logits[valid].float(), lab[valid]))
         total = total + cfg.lam_adv * losses['loss_adv']
     return losses, total

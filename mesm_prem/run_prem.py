@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import random
@@ -21,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .features import (Annotations, DataError, H5Store, SubtitleStore, TextStore, VideoFeatures, read_didemo, read_tvr, read_video2dur)
 from .data import (CorpusChunks, VCMRDataset, VCMRQueryDataset, _video_and_subs, apply_overrides, atomic_save, collate_queries,
-                   collate_vcmr, pad_sequences, safe_load, save_config, load_config)
+                   collate_vcmr, pad_sequences, safe_load, save_config, load_config, check_resume)
 from .spans import temporal_nms, topk_moments
 from .metrics import eval_vcmr
 from .prem import PREMConfig, PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
@@ -29,12 +30,20 @@ from .training import Trainer, TrainerConfig, seed_everything, init_distributed,
 
 # %% auto #0
 __all__ = ['PREM_PRESETS', 'PREMData', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'prem_config', 'PREMInputs',
-           'ground_truth_vcmr', 'LocalizerBatch', 'HardNegativeDataset', 'collate_localizer', 'CorpusIndex', 'retrieve',
+           'ground_truth_vcmr', 'LocalizerBatch', 'HardNegativeDataset', 'collate_localizer', 'retriever_fingerprint',
+           'corpus_fingerprint', 'index_provenance', 'check_provenance', 'CorpusIndex', 'query_batches', 'retrieve',
            'retrieve_split', 'FlatCorpusIndex', 'LocalizerVideoCache', 'localize', 'moments_from_logits',
            'search_corpus', 'flat_metrics', 'rank_training_corpus', 'train_prem', 'PREMSearcher',
            'synthetic_prem_experiment', 'random_baseline']
 
 # %% ../nbs/10_prem_run.ipynb #0b76ecb9
+def _check_fields(section: str, obj, ints: dict):
+    "A `DataError` naming `section.key` for the first integer field below its minimum (`ints`: key -> minimum)."
+    for k, lo in ints.items():
+        v = getattr(obj, k)
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise DataError(f"{section}.{k} must be an integer >= {lo}, got {v!r}")
+
 @dataclass
 class PREMData:
     "Where the data is (TVR layout; paths relative to `root`)."
@@ -73,6 +82,14 @@ class PREMTrain:
     seed: int = 2024
     amp: bool = True
     num_workers: int = 0
+    save_every: int = 50                                # also save the resumable state every n steps (0: epoch ends)
+
+    def __post_init__(self):
+        _check_fields('train', self, ints=dict(retriever_epochs=0, retriever_batch=1, localizer_epochs=0,
+                                              localizer_batch=1, n_neg=0, neg_pool=1, num_workers=0, save_every=0))
+        if not (self.lr > 0 and math.isfinite(self.lr)): raise DataError(f"train.lr must be > 0, got {self.lr!r}")
+        if not 0 <= self.warmup <= 1: raise DataError(f"train.warmup must be in [0, 1], got {self.warmup!r}")
+        if not self.weight_decay >= 0: raise DataError(f"train.weight_decay must be >= 0, got {self.weight_decay!r}")
 
 @dataclass
 class PREMEval:
@@ -89,6 +106,15 @@ class PREMEval:
     query_batch: int = 64
     video_chunk: int = 512
 
+    def __post_init__(self):
+        _check_fields('eval', self, ints=dict(top_videos=1, vr_top=1, min_len=1, max_len=1, max_before_nms=1,
+                                             max_after_nms=1, query_batch=1, video_chunk=1))
+        if self.max_len < self.min_len: raise DataError(f"eval.max_len {self.max_len} < eval.min_len {self.min_len}")
+        if self.norm not in ('video', 'joint'):
+            raise DataError(f"eval.norm must be 'video' or 'joint', got {self.norm!r}")
+        if not self.nms_thd <= 1:
+            raise DataError(f"eval.nms_thd must be <= 1 (an IoU; <= 0: no NMS), got {self.nms_thd!r}")
+
 @dataclass
 class PREMExperiment:
     "Everything a PREM run needs; saved as `config.json` in the run folder."
@@ -97,6 +123,26 @@ class PREMExperiment:
     data: PREMData = field(default_factory=PREMData)
     train: PREMTrain = field(default_factory=PREMTrain)
     eval: PREMEval = field(default_factory=PREMEval)
+
+    def validate(self) -> 'PREMExperiment':
+        """`self`, or a one-line `DataError` naming the key, for what each section cannot check alone (training calls it
+        before any work; each section checks its own fields when it is made)."""
+        m, t, e = self.model, self.train, self.eval
+        if m.max_len != e.max_len or m.min_len != e.min_len:
+            raise DataError(f"model.max_len/min_len ({m.max_len}, {m.min_len}) != "
+                            f"eval.max_len/min_len ({e.max_len}, {e.min_len}): "
+                            "one limit on the moment length in clips (training decodes negatives with it); set both")
+        vr = [f'VR-r{k}' for k in (1, 5, 10, 100)]
+        vcmr = vr + [f'{task}-{iou}-r{k}' for task in ('VCMR', 'SVMR') for iou in ('0.5', '0.7')
+                     for k in (1, 5, 10, 100)]
+        if t.select and t.retriever_stop not in vr:
+            raise DataError(f"train.retriever_stop {t.retriever_stop!r} is not one of {vr}")
+        if t.select and t.localizer_stop not in vcmr:
+            raise DataError(f"train.localizer_stop {t.localizer_stop!r} is not a metric of the search "
+                            "(e.g. 'VCMR-0.7-r10', 'SVMR-0.5-r1')")
+        if self.data.dataset not in ('tvr', 'didemo'):
+            raise DataError(f"data.dataset must be 'tvr' or 'didemo', got {self.data.dataset!r}")
+        return self
 
 PREM_PRESETS = {
     'tvr': PREMExperiment(),
@@ -133,6 +179,7 @@ class PREMInputs:
             if d.dataset == 'tvr': self._ann[split] = read_tvr(f, self.root/d.video2dur if d.video2dur else None)
             elif d.dataset == 'didemo': self._ann[split] = read_didemo(f, d.didemo_ts_unit)
             else: raise DataError(f"unknown PREM dataset {d.dataset!r} (tvr or didemo)")
+            self.text.check_sentences(self._ann[split])      # the query store holds features of these very sentences
         return self._ann[split]
 
     def corpus(self, split: str) -> dict:
@@ -221,15 +268,61 @@ def _merge_topk(best_s, best_i, s, start: int, k: int) -> tuple:
     top = torch.sort(s_all, dim=1, descending=True, stable=True)[1][:, :k]
     return s_all.gather(1, top), i_all.gather(1, top)
 
+def retriever_fingerprint(retriever: PREMRetriever) -> str:
+    "A short SHA-256 of the retriever's weights (names, dtypes, shapes and bytes of its state dict)."
+    h = hashlib.sha256()
+    for k, v in retriever.state_dict().items():
+        v = v.detach().cpu().contiguous()
+        h.update(f"{k}|{v.dtype}|{tuple(v.shape)}|".encode())
+        h.update(v.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+def corpus_fingerprint(vids) -> str:
+    "A short SHA-256 of an ordered list of video ids."
+    return hashlib.sha256('\n'.join(map(str, vids)).encode()).hexdigest()[:16]
+
+def index_provenance(retriever: PREMRetriever, vids, split: str | None = None) -> dict:
+    "What an index records about its making: the retriever's weights and streams, the split, the corpus."
+    vids = list(vids)
+    return dict(retriever=retriever_fingerprint(retriever), modalities=retriever.cfg.modalities,
+                hidden=retriever.cfg.hidden, split=split, corpus=corpus_fingerprint(vids), videos=len(vids))
+
+def check_provenance(prov: dict | None, source, retriever: PREMRetriever, vids=None, split: str | None = None):
+    """Raise a one-line `DataError` naming `source` (the index file) unless the index `prov`enance matches `retriever`,
+    and (when given) the corpus `vids` and the `split`."""
+    if not prov:
+        raise DataError(f"{source}: this corpus index records no provenance (built by an older version); rebuild it")
+    diff = []
+    if prov.get('retriever') != (fp := retriever_fingerprint(retriever)):
+        diff.append(f"built by another retriever (weights {prov.get('retriever')}, this run's {fp})")
+    for k in ('modalities', 'hidden'):
+        if prov.get(k) != getattr(retriever.cfg, k):
+            diff.append(f"{k} {prov.get(k)!r}, this model's {getattr(retriever.cfg, k)!r}")
+    if split is not None and prov.get('split') not in (None, split):
+        diff.append(f"built over split {prov.get('split')!r}, not {split!r}")
+    if vids is not None:
+        vids = list(vids)
+        if prov.get('corpus') != corpus_fingerprint(vids):
+            diff.append(f"over another corpus ({prov.get('videos')} videos, hash {prov.get('corpus')}; "
+                        f"expected {len(vids)} videos, "
+                        f"hash {corpus_fingerprint(vids)})")
+    if diff: raise DataError(f"{source}: corpus index does not fit: " + '; '.join(diff) + " (delete it to rebuild)")
+
 class CorpusIndex:
     "Unit clip embeddings of a corpus, in chunks: search = Eq 6 with a running top-k."
-    def __init__(self, vids: list, chunks: list, masks: list):
+    def __init__(self, vids: list, chunks: list, masks: list, provenance: dict | None = None, source=None):
         self.vids, self.chunks, self.masks = list(vids), chunks, masks
         self.pos = {v: i for i, v in enumerate(self.vids)}
+        self.provenance, self.source = provenance, source or 'corpus index (in memory)'
+
+    def check(self, retriever: PREMRetriever, vids=None, split: str | None = None) -> 'CorpusIndex':
+        "`self`, when `retriever` built it (over `vids` / `split`); else a `DataError` naming the index file."
+        check_provenance(self.provenance, self.source, retriever, vids, split); return self
 
     @classmethod
     @torch.no_grad()
-    def build(cls, retriever: PREMRetriever, vids, video: VideoFeatures, subtitles=None, chunk: int = 512, device='cpu', progress=False):
+    def build(cls, retriever: PREMRetriever, vids, video: VideoFeatures, subtitles=None, chunk: int = 512, device='cpu',
+              progress=False, split: str | None = None):
         retriever.eval()
         chunks, masks = [], []
         it = CorpusChunks(list(vids), video, subtitles, chunk)
@@ -242,7 +335,7 @@ class CorpusIndex:
             m = pad(c.video_mask)
             chunks.append(retriever.encode_videos(pad(c.video_feat), m, pad(c.sub_feat)))
             masks.append(retriever.clip_mask(m, pad(c.sub_mask)))
-        return cls(vids, chunks, masks)
+        return cls(vids, chunks, masks, index_provenance(retriever, vids, split))
 
     def __len__(self): return len(self.vids)
 
@@ -259,18 +352,26 @@ class CorpusIndex:
         return best_s, best_i
 
     def save(self, path):
-        atomic_save(dict(vids=self.vids, chunks=[c.cpu() for c in self.chunks], masks=[m.cpu() for m in self.masks]), path)
+        atomic_save(dict(vids=self.vids, chunks=[c.cpu() for c in self.chunks], masks=[m.cpu() for m in self.masks],
+                         provenance=self.provenance), path)
     @classmethod
     def load(cls, path):
         d = safe_load(path)
-        return cls(d['vids'], d['chunks'], d['masks'])
+        if not isinstance(d, dict) or not {'vids', 'chunks', 'masks'} <= set(d):
+            raise DataError(f"{path}: not a corpus index file")
+        return cls(d['vids'], d['chunks'], d['masks'], d.get('provenance'), source=path)
+
+def query_batches(queries: VCMRQueryDataset, batch: int):
+    "Collated batches of `queries` in order (no DataLoader: it would draw its base seed from the global generator)."
+    for i in range(0, len(queries), batch):
+        yield collate_queries([queries[j] for j in range(i, min(i + batch, len(queries)))])
 
 @torch.no_grad()
 def retrieve(retriever: PREMRetriever, queries: VCMRQueryDataset, index: CorpusIndex, k: int, batch: int = 64, device='cpu') -> tuple:
     "Top-k videos of every query: (qids, (Q, k) scores, (Q, k) corpus positions)."
     retriever.eval()
     qids, S, I = [], [], []
-    for b in DataLoader(queries, batch_size=batch, collate_fn=collate_queries):
+    for b in query_batches(queries, batch):
         q = retriever.encode_queries(b['query_feat'].to(device), b['query_mask'].to(device))
         s, i = index.search(q, k)
         qids += b['qid']; S.append(s.cpu()); I.append(i.cpu())
@@ -280,7 +381,11 @@ def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = No
                    device='cpu', progress: bool = False) -> tuple:
     "Every query of `split` against the split's corpus (indexed here unless `index` is given): (qids, scores, positions, index vids)."
     ev = inputs.exp.eval
-    index = index or CorpusIndex.build(retriever, list(inputs.corpus(split)), inputs.video, inputs.subtitles, ev.video_chunk, device, progress)
+    vids = list(inputs.corpus(split))
+    if index is None:
+        index = CorpusIndex.build(retriever, vids, inputs.video, inputs.subtitles, ev.video_chunk, device, progress,
+                                  split)
+    else: index.check(retriever, vids, split)
     qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index,
                           k or max(ev.vr_top, ev.top_videos), ev.query_batch, device)
     return qids, S, I, index.vids
@@ -289,12 +394,17 @@ def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = No
 class FlatCorpusIndex:
     """Unit clip embeddings stored flat ((C, M, d), one row per real clip, float16 by default), memory-mappable; search streams it.
     The arrays may also be tensors (e.g. held on a GPU)."""
-    def __init__(self, vids: list, offsets, clips, mask):
+    def __init__(self, vids: list, offsets, clips, mask, provenance: dict | None = None, source=None):
         self.vids, self.offsets, self.clips, self.mask = list(vids), np.asarray(offsets, dtype=np.int64), clips, mask
+        self.provenance, self.source = provenance, source or 'flat corpus index (in memory)'
         if len(self.offsets) != len(self.vids) + 1 or self.offsets[-1] != len(clips) or len(mask) != len(clips):
             raise DataError(f"flat index: {len(self.vids)} videos, {len(self.offsets)} offsets (last {self.offsets[-1]}), {len(clips)} clips, {len(mask)} mask rows")
 
     def __len__(self): return len(self.vids)
+
+    def check(self, retriever: PREMRetriever, vids=None, split: str | None = None) -> 'FlatCorpusIndex':
+        "`self`, when `retriever` built it (over `vids` / `split`); else a `DataError` naming the index folder."
+        check_provenance(self.provenance, self.source, retriever, vids, split); return self
 
     @classmethod
     def from_index(cls, index: CorpusIndex, dtype=np.float16) -> 'FlatCorpusIndex':
@@ -305,19 +415,24 @@ class FlatCorpusIndex:
             for i in range(len(c)):
                 k = int(real[i].sum()); n.append(k)
                 clips.append(c[i, :, :k].transpose(0, 1).cpu().numpy().astype(dtype)); mask.append(m[i, :, :k].T.cpu().numpy())
-        return cls(index.vids, np.concatenate([[0], np.cumsum(n)]), np.concatenate(clips), np.concatenate(mask))
+        return cls(index.vids, np.concatenate([[0], np.cumsum(n)]), np.concatenate(clips), np.concatenate(mask),
+                   index.provenance)
 
     @classmethod
-    def allocate(cls, folder, vids: list, n_clips: list, n_streams: int, d: int, dtype='float16') -> 'FlatCorpusIndex':
-        "A writable index on disk (contents to fill in, then `flush`), for corpora built piece by piece."
+    def allocate(cls, folder, vids: list, n_clips: list, n_streams: int, d: int, dtype='float16',
+                 provenance: dict | None = None) -> 'FlatCorpusIndex':
+        """A writable index on disk (contents to fill in, then `flush`), for corpora built piece by piece; `provenance`:
+        `index_provenance(retriever, vids, split)` of the retriever that fills it."""
         folder = Path(folder); folder.mkdir(parents=True, exist_ok=True)
         offsets = np.concatenate([[0], np.cumsum(np.asarray(n_clips, dtype=np.int64))])
         C = int(offsets[-1])
-        (folder/'meta.json').write_text(json.dumps(dict(vids=list(vids), n_streams=n_streams, d=d, dtype=str(np.dtype(dtype)), clips=C)))
+        meta = dict(vids=list(vids), n_streams=n_streams, d=d, dtype=str(np.dtype(dtype)), clips=C,
+                    provenance=provenance)
+        (folder/'meta.json').write_text(json.dumps(meta))
         np.save(folder/'offsets.npy', offsets)
         clips = np.lib.format.open_memmap(folder/'clips.npy', mode='w+', dtype=dtype, shape=(C, n_streams, d))
         mask = np.lib.format.open_memmap(folder/'mask.npy', mode='w+', dtype=np.bool_, shape=(C, n_streams))
-        return cls(vids, offsets, clips, mask)
+        return cls(vids, offsets, clips, mask, provenance, folder)
 
     def flush(self):
         for a in (self.clips, self.mask):
@@ -325,7 +440,8 @@ class FlatCorpusIndex:
 
     def save(self, folder):
         "Write the index as `meta.json`, `offsets.npy`, `clips.npy`, `mask.npy` (`open` memory-maps them)."
-        out = FlatCorpusIndex.allocate(folder, self.vids, np.diff(self.offsets), self.clips.shape[1], self.clips.shape[2], self.clips.dtype)
+        n, M, d = np.diff(self.offsets), self.clips.shape[1], self.clips.shape[2]
+        out = FlatCorpusIndex.allocate(folder, self.vids, n, M, d, self.clips.dtype, self.provenance)
         out.clips[:] = self.clips; out.mask[:] = self.mask; out.flush()
 
     @classmethod
@@ -336,7 +452,8 @@ class FlatCorpusIndex:
             if not (folder/f).exists(): raise DataError(f"{folder/f}: missing (not a flat corpus index folder)")
         meta = json.loads((folder/'meta.json').read_text())
         mode = 'r' if mmap else None
-        return cls(meta['vids'], np.load(folder/'offsets.npy'), np.load(folder/'clips.npy', mmap_mode=mode), np.load(folder/'mask.npy', mmap_mode=mode))
+        return cls(meta['vids'], np.load(folder/'offsets.npy'), np.load(folder/'clips.npy', mmap_mode=mode),
+                   np.load(folder/'mask.npy', mmap_mode=mode), meta.get('provenance'), folder)
 
     @torch.no_grad()
     def search(self, q: torch.Tensor, k: int, chunk_clips: int = 1 << 16) -> tuple:
@@ -450,7 +567,9 @@ def _to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREME
 @torch.no_grad()
 def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: CorpusIndex | None = None, device='cpu',
                   retrieval: tuple | None = None, svmr: bool = True, progress: bool = False) -> dict:
-    "The TVR submission of every query of `split` searched in the split's corpus."
+    """The TVR submission of every query of `split` searched in the split's corpus. A given `index` must have been
+    built by `retriever` over this split's corpus (else a `DataError` naming its file). Draws nothing from the global
+    random generators."""
     exp, ev = inputs.exp, inputs.exp.eval
     corpus = inputs.corpus(split)
     cache = LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in corpus), device)
@@ -460,12 +579,11 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
     by_q = {q.qid: q for q in ann}
     sub = dict(video2idx={v: corpus[v][1] for v in corpus}, VCMR=[], VR=[])
     if svmr: sub['SVMR'] = []
-    loader = DataLoader(queries, batch_size=ev.query_batch, collate_fn=collate_queries)
     row = 0
-    it = loader
+    it = query_batches(queries, ev.query_batch)     # no DataLoader: the search draws nothing from the global generators
     if progress:
         from tqdm.auto import tqdm
-        it = tqdm(loader, desc=f'search {split}', leave=False)
+        it = tqdm(it, total=math.ceil(len(queries) / ev.query_batch), desc=f'search {split}', leave=False)
     for b in it:
         n = len(b['qid'])
         s, i = S[row:row + n], I[row:row + n]; row += n
@@ -495,7 +613,8 @@ def _vcmr_loader(ds, batch, seed, epoch, workers, collate, shuffle=True):
 
 def _trainer_cfg(t: PREMTrain, epochs, steps, stop, progress) -> TrainerConfig:
     return TrainerConfig(lr=t.lr, weight_decay=t.weight_decay, schedule='linear', warmup=t.warmup, steps_per_epoch=steps,
-                         epochs=epochs, grad_clip=t.grad_clip, stop_score=stop, amp=t.amp, progress=progress, save_every=50)
+                         epochs=epochs, grad_clip=t.grad_clip, stop_score=stop, amp=t.amp, progress=progress,
+                         save_every=t.save_every)
 
 def _vr_metrics(retriever, inputs, split, device) -> dict:
     corpus = inputs.corpus(split)
@@ -511,7 +630,11 @@ def rank_training_corpus(retriever, inputs: PREMInputs, device='cpu') -> dict:
 def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: bool = True, progress: bool = True) -> dict:
     """Train both stages, search every evaluation split; returns the metrics per split. Under `torchrun` the processes
     share every training batch (the configured batches are global); rank 0 mines the hard negatives, evaluates,
-    searches and writes the run folder; the other ranks return {}."""
+    searches and writes the run folder; the other ranks return {}. Exact resume: a run killed anywhere and started
+    again ends as an uninterrupted one (each stage's trainer restores its generators; the negatives come from
+    generators seeded per (seed, epoch, item); the ranking and the evaluations draw nothing from the global ones)."""
+    exp.validate()
+    if resume: check_resume(run_dir, exp)       # before anything is written: a resume never changes the run's settings
     rank, world, device = init_distributed(device)
     t, run = exp.train, Path(run_dir)
     if rank == 0: run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
@@ -584,15 +707,18 @@ class PREMSearcher:
         self._cache = self._cache_for = None   # the localizer's video encodings for the current index
 
     def index(self, vids=None, split: str | None = None, durations: dict | None = None, path=None) -> CorpusIndex:
-        "Encode a corpus: `vids` (with `durations`), or a split's corpus; `path`: load it if it exists, else save it there."
+        """Encode a corpus: `vids` (with `durations`), or a split's corpus; `path`: load it if it exists (a `DataError`
+        unless this run's retriever built it over this corpus), else save it there."""
         if split is not None:
             c = self.inputs.corpus(split); vids = list(c); self.durations = {v: c[v][0] for v in c}
         else:
             if vids is None: raise ValueError("give vids or a split")
             self.durations = dict(durations or {})
-        if path is not None and Path(path).exists(): self.corpus_index = CorpusIndex.load(path)
+        if path is not None and Path(path).exists():   # it must come from this run's retriever, over this corpus
+            self.corpus_index = CorpusIndex.load(path).check(self.retriever, vids, split)
         else:
-            self.corpus_index = CorpusIndex.build(self.retriever, list(vids), self.inputs.video, self.inputs.subtitles, self.exp.eval.video_chunk, self.device)
+            self.corpus_index = CorpusIndex.build(self.retriever, list(vids), self.inputs.video, self.inputs.subtitles,
+                                                  self.exp.eval.video_chunk, self.device, split=split)
             if path is not None: self.corpus_index.save(path)
         return self.corpus_index
 
@@ -625,14 +751,16 @@ def synthetic_prem_experiment(root, retriever_epochs: int = 8, localizer_epochs:
     "A PREM experiment on the synthetic corpus written at `root` (its `vcmr/` part)."
     man = json.loads((Path(root)/'benchmark.json').read_text())['vcmr']
     e = PREM_PRESETS['tvr']
-    model = dataclasses.replace(e.model, img_dim=man['video_dim'], sub_dim=man['sub_dim'], txt_dim=man['text_dim'], hidden=64, n_heads=4,
-                                d_ff=128, conv_hidden=64, max_clips=64, **model_overrides)
+    small = dict(img_dim=man['video_dim'], sub_dim=man['sub_dim'], txt_dim=man['text_dim'], hidden=64, n_heads=4,
+                 d_ff=128, conv_hidden=64, max_clips=64, max_len=12)
+    model = dataclasses.replace(e.model, **{**small, **model_overrides})
     data = dataclasses.replace(e.data, root=str(Path(root)/'vcmr'), annotations={s: v['annotations'] for s, v in man['splits'].items()},
                                video2dur=man['video2dur'], video_features=list(man['video_features']), subtitles=man['subtitles'],
                                query_text=man['query_text'], eval_splits=['val'])
     train = dataclasses.replace(e.train, retriever_epochs=retriever_epochs, retriever_batch=64, localizer_epochs=localizer_epochs,
                                 localizer_batch=32, lr=3e-3, warmup=0.05, neg_pool=20)
-    return dataclasses.replace(e, name='synthetic', model=model, data=data, train=train, eval=dataclasses.replace(e.eval, max_len=12))
+    return dataclasses.replace(e, name='synthetic', model=model, data=data, train=train,
+                               eval=dataclasses.replace(e.eval, min_len=model.min_len, max_len=model.max_len))
 
 def random_baseline(inputs: PREMInputs, split: str, seed: int = 0) -> dict:
     "Metrics of random videos (VR), and uniformly random moments of at most `eval.max_len` clips in them (VCMR) or in the right video (SVMR)."

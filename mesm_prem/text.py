@@ -30,17 +30,18 @@ from einops import rearrange
 from torch import nn
 from tqdm import tqdm
 
-from .features import CLIP_EOT, CLIP_SOT, Annotations, DataError, TokenFeatures, _open_text
+from .features import (CLIP_EOT, CLIP_SOT, Annotations, DataError, TokenFeatures, _open_text, _text_lines,
+                                sentence_hash)
 from .data import pad_sequences
 
 # %% auto #0
-__all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'clip_bpe_path', 'byte_alphabet',
-           'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger', 'get_tagger', 'pos_weights', 'ClipTextConfig',
-           'ClipTextBlock', 'ClipTextTower', 'read_clip_state_dict', 'clip_text_state_dict', 'load_clip_text_tower',
-           'nltk_words', 'punctuation_words', 'GloVeVocab', 'read_glove_txt', 'glove_table', 'read_glove_pkl',
-           'ClipTextFeatures', 'GloVeTextFeatures', 'GloVePklTextFeatures', 'extract_text', 'count_tokens',
-           'counts_lines', 'glove_pkl_counts_lines', 'write_counts', 'counts_id_space', 'check_text_ids', 'vocab_kind',
-           'build_vocab', 'text_encoder_for', 'extract_text_splits']
+__all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'OPENAI_CLIP_SHA256', 'clip_bpe_path',
+           'byte_alphabet', 'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger', 'get_tagger', 'pos_weights',
+           'ClipTextConfig', 'ClipTextBlock', 'ClipTextTower', 'read_clip_state_dict', 'clip_text_state_dict',
+           'load_clip_text_tower', 'nltk_words', 'punctuation_words', 'GloVeVocab', 'read_glove_txt', 'glove_table',
+           'read_glove_pkl', 'ClipTextFeatures', 'GloVeTextFeatures', 'GloVePklTextFeatures', 'extract_text',
+           'count_tokens', 'counts_lines', 'glove_pkl_counts_lines', 'write_counts', 'counts_id_space',
+           'check_text_ids', 'vocab_kind', 'build_vocab', 'text_encoder_for', 'extract_text_splits']
 
 # %% ../nbs/14_text.ipynb #8216f0c3
 ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../mesm_prem/assets')
@@ -256,10 +257,24 @@ def _is_torchscript(p: Path) -> bool:
     if not zipfile.is_zipfile(p): return False
     with zipfile.ZipFile(p) as z: return any(n.endswith('constants.pkl') or '/code/' in n for n in z.namelist())
 
-def read_clip_state_dict(path) -> dict:
-    "The state dict of a CLIP checkpoint: a plain state dict (`clip_text_encoder.pth`, open_clip) or OpenAI's TorchScript archive."
+# SHA-256 of the TorchScript archives OpenAI released (the digest is part of their download address)
+OPENAI_CLIP_SHA256 = {'40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af': 'ViT-B/32',
+                      '5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f': 'ViT-B/16'}
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with open(p, 'rb') as f:
+        for b in iter(lambda: f.read(1 << 20), b''): h.update(b)
+    return h.hexdigest()
+
+def read_clip_state_dict(path, trust_torchscript: bool = False) -> dict:
+    """The state dict of a CLIP checkpoint: a plain state dict (`clip_text_encoder.pth`, open_clip; read with
+    `weights_only`) or a TorchScript archive (OpenAI's released files, or any with `trust_torchscript`)."""
     p = Path(path)
     if not p.exists(): raise DataError(f"{p}: CLIP weights file not found")
+    if _is_torchscript(p) and not trust_torchscript and _sha256(p) not in OPENAI_CLIP_SHA256:
+        raise DataError(f"{p}: a TorchScript archive that is not one OpenAI released (its SHA-256 differs); loading TorchScript "
+                        "runs its code. Save its state_dict() with torch.save where you trust the file, and pass that .pth")
     try:
         if _is_torchscript(p):
             with warnings.catch_warnings():
@@ -294,9 +309,9 @@ def clip_text_state_dict(sd: dict, source='weights') -> tuple:
                          embed_dim=sd['text_projection'].shape[1])
     return cfg, {k: v.float() for k, v in out.items()}
 
-def load_clip_text_tower(path, device='cpu', dtype: str = 'auto') -> ClipTextTower:
+def load_clip_text_tower(path, device='cpu', dtype: str = 'auto', trust_torchscript: bool = False) -> ClipTextTower:
     "The frozen text tower from `clip_text_encoder.pth` or an OpenAI CLIP checkpoint; dtype 'auto' is float16 on CUDA, else float32."
-    cfg, sd = clip_text_state_dict(read_clip_state_dict(path), source=str(path))
+    cfg, sd = clip_text_state_dict(read_clip_state_dict(path, trust_torchscript), source=str(path))
     m = ClipTextTower(cfg)
     res = m.load_state_dict(sd, strict=False)
     if res.missing_keys: raise DataError(f"{path}: CLIP text weights lack {res.missing_keys[:5]}")
@@ -333,31 +348,29 @@ class GloVeVocab:
     @classmethod
     def from_counts(cls, path) -> 'GloVeVocab':
         "The words of column 1 of `GloVe_tokenized_count.txt` (what the official `build_vocab` reads)."
-        p = _open_text(path)
+        p = _open_text(path, 'vocabulary file')
         words = []
-        with open(p, encoding='utf-8') as f:
-            for i, line in enumerate(f, 1):
-                parts = line.split()
-                if not parts: continue
-                if len(parts) != 3: raise DataError(f"{p}:{i}: expected 'word id count', got {line.strip()!r}")
-                words.append(parts[0])
+        for i, line in _text_lines(p):
+            parts = line.split()
+            if not parts: continue
+            if len(parts) != 3: raise DataError(f"{p}:{i}: expected 'word id count', got {line.strip()!r}")
+            words.append(parts[0])
         if not words: raise DataError(f"{p}: no words")
         return cls(words)
 
 def read_glove_txt(path, words: Iterable[str] | None = None, dim: int = 300) -> dict:
     "`glove.*.txt` -> {word: (dim,) float32}, only for `words` when given (the file holds 400,000 words)."
-    p = _open_text(path)
+    p = _open_text(path, 'GloVe vectors file')
     want = None if words is None else set(words)
     out = {}
-    with open(p, encoding='utf-8') as f:
-        for i, line in enumerate(f, 1):
-            parts = line.rstrip('\n').rsplit(' ', dim)
-            if len(parts) != dim + 1: raise DataError(f"{p}:{i}: expected a word and {dim} numbers, got {len(parts) - 1} fields")
-            if want is not None and parts[0] not in want: continue
-            try: v = np.asarray(parts[1:], dtype=np.float32)
-            except ValueError: raise DataError(f"{p}:{i}: non-numeric vector for {parts[0]!r}") from None
-            if not np.isfinite(v).all(): raise DataError(f"{p}:{i}: non-finite vector for {parts[0]!r}")
-            out[parts[0]] = v
+    for i, line in _text_lines(p):
+        parts = line.rstrip('\r\n').rsplit(' ', dim)
+        if len(parts) != dim + 1: raise DataError(f"{p}:{i}: expected a word and {dim} numbers, got {len(parts) - 1} fields")
+        if want is not None and parts[0] not in want: continue
+        try: v = np.asarray(parts[1:], dtype=np.float32)
+        except ValueError: raise DataError(f"{p}:{i}: non-numeric vector for {parts[0]!r}") from None
+        if not np.isfinite(v).all(): raise DataError(f"{p}:{i}: non-finite vector for {parts[0]!r}")
+        out[parts[0]] = v
     return out
 
 def glove_table(vocab: GloVeVocab, vectors: dict, unk_seed: int = 0, dim: int = 300) -> np.ndarray:
@@ -368,12 +381,34 @@ def glove_table(vocab: GloVeVocab, vectors: dict, unk_seed: int = 0, dim: int = 
     t[vocab.PAD] = 0; t[vocab.UNK] = unk
     return t
 
+# what a glove.pkl needs: containers, Counter, and numpy arrays / scalars / dtypes (numpy 1 and 2 module names)
+_GLOVE_PKL_GLOBALS = frozenset([
+    *(('collections', n) for n in ('Counter', 'OrderedDict', 'defaultdict')),
+    *(('builtins', n) for n in ('dict', 'list', 'tuple', 'set', 'frozenset', 'int', 'float', 'complex', 'str', 'bytes',
+                                'bool')),
+    ('numpy', 'ndarray'), ('numpy', 'dtype'), ('_codecs', 'encode'),   # protocol 2 spells bytes with it
+    *((f'numpy.{c}.multiarray', n) for c in ('core', '_core') for n in ('_reconstruct', 'scalar')),
+    *((f'numpy.{c}.numeric', '_frombuffer') for c in ('core', '_core'))])
+
+class _GlovePklUnpickler(pickle.Unpickler):
+    "An unpickler that builds only the globals in `_GLOVE_PKL_GLOBALS`: a crafted pickle cannot call anything else."
+    def __init__(self, f, path):
+        super().__init__(f); self.path = path
+    def find_class(self, module, name):
+        if (module, name) not in _GLOVE_PKL_GLOBALS:
+            raise DataError(f"{self.path}: refused to load the global {module}.{name}: a glove.pkl holds only dicts, "
+                            "Counters and numpy arrays (a pickle naming anything else can run code)")
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', DeprecationWarning)   # numpy 2 calls its numpy 1 name `numpy.core` deprecated
+            return super().find_class(module, name)
+
 def read_glove_pkl(path) -> dict:
-    "CPL's `glove.pkl`: a dict with `counter`, `w2id` and `id2vec` (checked)."
+    "CPL's `glove.pkl`: a dict with `counter`, `w2id` and `id2vec` (checked), unpickled with only the globals it needs."
     p = Path(path)
     if not p.exists(): raise DataError(f"{p}: glove.pkl not found")
     try:
-        with open(p, 'rb') as f: d = pickle.load(f)
+        with open(p, 'rb') as f: d = _GlovePklUnpickler(f, p).load()
+    except DataError: raise
     except Exception as e: raise DataError(f"{p}: cannot unpickle ({type(e).__name__}: {e})") from None
     for k in ('counter', 'w2id', 'id2vec'):
         if not isinstance(d, dict) or k not in d: raise DataError(f"{p}: missing key {k!r}")
@@ -458,6 +493,8 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
         for k in [k for k in f if not {'feat', 'ids', 'weights'} <= set(f[k])]: del f[k]   # a batch cut mid-write
         twice = [k for k, n in Counter(str(q.qid) for q in ann).items() if n > 1]
         if twice: raise DataError(f"{ann.source}: query id {twice[0]!r} appears twice")
+        want = {str(q.qid): sentence_hash(q.sentence) for q in ann}
+        for k in [k for k in f if k in want and _recorded(f[k]) != want[k]]: del f[k]   # another sentence
         todo = [q for q in ann if str(q.qid) not in f]
         bar = tqdm(total=len(ann), initial=len(ann) - len(todo), desc=f'text {out.name}', disable=not progress, unit='query')
         for s in range(0, len(todo), batch_size):
@@ -469,6 +506,7 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
             for q, t in zip(chunk, feats):
                 g = f.create_group(str(q.qid))
                 g['feat'], g['ids'], g['weights'] = t.feat.astype(np.float32), t.ids.astype(np.int64), t.weights.astype(np.int8)
+                g.attrs['sentence_sha1'] = want[str(q.qid)]
             f.flush(); bar.update(len(chunk))
         bar.close()
     os.replace(tmp, out)
@@ -478,8 +516,13 @@ def _complete(path, attrs, ann) -> bool:
     try:
         with h5py.File(path, 'r') as f:
             old = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            return _attrs_equal(old, attrs) and all(str(q.qid) in f for q in ann)
+            return _attrs_equal(old, attrs) and all(str(q.qid) in f and _recorded(f[str(q.qid)]) == sentence_hash(q.sentence)
+                                                    for q in ann)
     except OSError: return False
+
+def _recorded(g):
+    h = g.attrs.get('sentence_sha1', None)
+    return h.decode() if isinstance(h, bytes) else h
 
 def _fails(encoder, sentence) -> bool:
     try: encoder.encode([sentence]); return False
@@ -517,8 +560,8 @@ def write_counts(lines: Sequence[str], path) -> Path:
 # %% ../nbs/14_text.ipynb #bab8b3a3
 def counts_id_space(path) -> str:
     "The id space of a counts file: 'clip', 'vocabulary:<digest>' when its ids are the sorted-word ids, else 'word-ids'."
-    p = _open_text(path)
-    rows = [l.split() for l in open(p, encoding='utf-8') if l.strip()]
+    p = _open_text(path, 'vocabulary file')
+    rows = [l.split() for _, l in _text_lines(p) if l.strip()]
     if not rows or len(rows[0]) == 2: return 'clip'
     v = GloVeVocab(r[0] for r in rows)
     return v.id_space if all(v[r[0]] == int(r[1]) for r in rows) else 'word-ids'

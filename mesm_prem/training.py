@@ -5,6 +5,7 @@
 # %% ../nbs/08_training.ipynb #b2e81c75
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -25,11 +26,13 @@ with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidg
 
 from .features import DataError
 from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
+# config checks (01_data)
+from .data import RESUME_SAFE, ConfigError, check_choice, check_positive, check_range, config_changes
 
 # %% auto #0
-__all__ = ['rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks', 'dist_info',
-           'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'shard_loader', 'linear_warmup_decay',
-           'TrainerConfig', 'Trainer', 'read_metrics', 'plot_metrics']
+__all__ = ['RESUME_SAFE_TRAINER', 'rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks',
+           'dist_info', 'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'shard_loader',
+           'linear_warmup_decay', 'TrainerConfig', 'set_deterministic', 'Trainer', 'read_metrics', 'plot_metrics']
 
 # %% ../nbs/08_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -42,12 +45,24 @@ def rng_state() -> dict:
     if torch.cuda.is_available(): s['cuda'] = torch.cuda.get_rng_state_all()
     return s
 
+def _cpu_state(t, what: str, dtype=torch.uint8) -> torch.Tensor:
+    "A generator state as the CPU tensor the generators take, wherever it was loaded to (a GPU: copied back)."
+    if not torch.is_tensor(t): raise DataError(f"RNG state {what!r}: expected a tensor, got {type(t).__name__}")
+    if t.device.type == 'meta':
+        raise DataError(f"RNG state {what!r} is on the meta device (no data): "
+                        "load training states with map_location='cpu'")
+    if t.dtype != dtype: raise DataError(f"RNG state {what!r}: expected {dtype}, got {t.dtype}")
+    return t.detach().to('cpu').contiguous()
+
 def set_rng_state(s: dict):
-    "Restore `rng_state()`."
-    torch.set_rng_state(s['torch'])
-    np.random.set_state(('MT19937', s['numpy_keys'].numpy().astype(np.uint32), s['numpy_pos'], s['numpy_gauss'][0], s['numpy_gauss'][1]))
+    "Restore `rng_state()`. The states may have been loaded onto another device (they are copied back to the CPU)."
+    torch.set_rng_state(_cpu_state(s['torch'], 'torch'))
+    keys = _cpu_state(s['numpy_keys'], 'numpy_keys', torch.int64).numpy().astype(np.uint32)
+    np.random.set_state(('MT19937', keys, int(s['numpy_pos']), int(s['numpy_gauss'][0]), float(s['numpy_gauss'][1])))
     random.setstate((s['python'][0], tuple(s['python'][1]), s['python'][2]))
-    if 'cuda' in s and torch.cuda.is_available(): torch.cuda.set_rng_state_all(s['cuda'])
+    if 'cuda' in s and torch.cuda.is_available():   # a run saved with more GPUs than this process sees: the first ones
+        for i, t in enumerate(list(s['cuda'])[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(_cpu_state(t, f'cuda:{i}'), i)
 
 def flush_denormal_enabled() -> bool:
     "Whether CPU float arithmetic currently flushes denormals to zero."
@@ -132,7 +147,7 @@ def linear_warmup_decay(total_steps: int, warmup: float = 0.01):
 
 @dataclass
 class TrainerConfig:
-    "What the loop needs to know (the model-specific parts come as functions)."
+    "What the loop needs to know (the model-specific parts come as functions). Values are checked when it is made."
     lr: float = 1e-4
     weight_decay: float = 0.01
     lr_drop: int = 400             # StepLR step in epochs
@@ -144,18 +159,65 @@ class TrainerConfig:
     grad_clip: float = 0.1         # max gradient norm; <= 0: no clipping
     stop_score: str = 'MR-full-mAP'
     higher_is_better: bool = True
-    patience: int = -1             # epochs without improvement before stopping; -1: never
+    patience: int = -1             # epochs without improvement before stopping; < 0: never
     save_every: int = 0            # also save the resumable state every n steps (0: only at epoch ends)
     amp: bool = True               # bf16 autocast on CUDA
     eval_every: int = 1
     progress: bool = True
+    deterministic: bool = False    # torch.use_deterministic_algorithms during fit (CUDA: bit-exact resume, slower)
+
+    def __post_init__(self):
+        "Settings the loop cannot run with are refused here (`ConfigError` naming the field), before any work."
+        check_positive('lr', self.lr); check_positive('weight_decay', self.weight_decay, zero_ok=True)
+        check_choice('schedule', self.schedule, ('step', 'linear'))
+        check_range('lr_drop', self.lr_drop, 1, integer=True); check_positive('lr_gamma', self.lr_gamma)
+        check_range('warmup', self.warmup, 0, 1); check_range('steps_per_epoch', self.steps_per_epoch, 0, integer=True)
+        if self.schedule == 'linear' and self.steps_per_epoch < 1:
+            raise ConfigError('steps_per_epoch',
+                              "must be >= 1 with schedule='linear' (it sets the total number of steps), "
+                              f"got {self.steps_per_epoch}")
+        check_range('epochs', self.epochs, 1, integer=True); check_range('grad_clip', self.grad_clip)
+        check_range('patience', self.patience, integer=True)
+        check_range('save_every', self.save_every, 0, integer=True)
+        check_range('eval_every', self.eval_every, 1, integer=True)
+        for k in ('higher_is_better', 'amp', 'progress', 'deterministic'):
+            if not isinstance(getattr(self, k), bool):
+                raise ConfigError(k, f"expected true or false, got {getattr(self, k)!r}")
+
+# TrainerConfig fields a resumed run may change: they cannot change the weights of the epochs already trained or
+# to come (`epochs` and `patience` extend or shorten the run; `epochs` only with the step schedule, whose
+# learning rates do not depend on the number of epochs, unlike the linear one's)
+RESUME_SAFE_TRAINER = ('epochs', 'patience', 'progress', 'save_every', 'deterministic')
+
+def set_deterministic(on: bool, cuda: bool = False) -> tuple:
+    """`torch.use_deterministic_algorithms(on)` with cuDNN's autotuner off; on CUDA also the cuBLAS workspace setting
+    deterministic GEMMs need (`CUBLAS_WORKSPACE_CONFIG=:4096:8`, unless already set; it must be set before the process's
+    first cuBLAS call, so export it in the shell when CUDA was used before). Returns the previous settings."""
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.benchmark,
+              torch.backends.cudnn.deterministic)
+    if on and cuda: os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
+    torch.use_deterministic_algorithms(on)
+    if on: torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    return before
+
+def _restore_deterministic(before: tuple):
+    torch.use_deterministic_algorithms(before[0])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[1:]
+
+def _first_line(e: Exception, n: int = 240) -> str: return ' '.join(str(e).split())[:n] or type(e).__name__   # one line
 
 class Trainer:
-    "Fit `model` with `step_fn(model, batch) -> (loss_dict, total)` on `make_loader(epoch)`, selecting on `evaluate(model)`."
+    """Fit `model` with `step_fn(model, batch) -> (loss_dict, total)` on `make_loader(epoch)`, selecting on
+    `evaluate(model)`. `config_json` (the experiment as a dict) is written to `run_dir/config.json` once the run is
+    known to start or resume cleanly; a resumed run refuses a `config_json` that differs from the folder's in keys
+    outside `resume_safe` (default: `RESUME_SAFE` of `01_data`)."""
     def __init__(self, model: nn.Module, step_fn: Callable, make_loader: Callable, evaluate: Callable | None, run_dir,
-                 cfg: TrainerConfig = TrainerConfig(), device='cpu', config_json: dict | None = None):
+                 cfg: TrainerConfig = TrainerConfig(), device='cpu', config_json: dict | None = None, resume_safe=None):
+        if not isinstance(cfg, TrainerConfig): raise TypeError(f"cfg must be a TrainerConfig, got {type(cfg).__name__}")
         self.model, self.step_fn, self.make_loader, self.evaluate = model.to(device), step_fn, make_loader, evaluate
         self.run, self.cfg, self.device = Path(run_dir), cfg, torch.device(device)
+        self.config_json, self.resume_safe = config_json, resume_safe
+        if cfg.deterministic and self.device.type == 'cuda': os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         self.rank, self.world = dist_info()
         self.main = self.rank == 0
         self.ddp = None
@@ -167,34 +229,83 @@ class Trainer:
         params = [p for p in model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         if cfg.schedule == 'step': self.sched = torch.optim.lr_scheduler.StepLR(self.opt, step_size=cfg.lr_drop, gamma=cfg.lr_gamma)
-        elif cfg.schedule == 'linear':
-            if cfg.steps_per_epoch < 1: raise ValueError("schedule='linear' needs steps_per_epoch >= 1")
+        else:
             self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, linear_warmup_decay(cfg.epochs * cfg.steps_per_epoch, cfg.warmup))
-        else: raise ValueError(f"schedule must be 'step' or 'linear', got {cfg.schedule!r}")
-        self.state = dict(epoch=0, step_in_epoch=0, global_step=0, best=None, best_epoch=-1, bad_epochs=0)
-        if self.main:
-            self.run.mkdir(parents=True, exist_ok=True)
-            if config_json is not None: (self.run/'config.json').write_text(json.dumps(config_json, indent=1) + '\n')
+        self.state = dict(epoch=0, step_in_epoch=0, global_step=0, best=None, best_epoch=-1, bad_epochs=0, epoch_sums={}, epoch_count=0)
+        if self.main: self.run.mkdir(parents=True, exist_ok=True)
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save_state(self):
-        """The resumable state (weights, optimiser, schedule, generators, position): `last.pt` and `state.pt`, written by
-        rank 0; under `torchrun` the other ranks write only their generators (`rng_rank<r>.pt`)."""
+        """The resumable state (weights, optimiser, schedule, generators, position, the loop's settings): `last.pt`
+        and `state.pt`, written by rank 0; under `torchrun` the other ranks write only their generators
+        (`rng_rank<r>.pt`)."""
         if not self.main: atomic_save(rng_state(), self.ckpt/f'rng_rank{self.rank}.pt'); return
-        atomic_save(self.model.state_dict(), self.ckpt/'last.pt')
-        atomic_save(dict(optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), rng=rng_state(), trainer=dict(self.state)),
-                    self.ckpt/'state.pt')
+        weights = self.model.state_dict()
+        atomic_save(weights, self.ckpt/'last.pt')     # the latest weights, for users; the state below holds them too, so
+        atomic_save(dict(model=weights, optimizer=self.opt.state_dict(), scheduler=self.sched.state_dict(), rng=rng_state(),
+                         trainer=dict(self.state), config=dataclasses.asdict(self.cfg)), self.ckpt/'state.pt')   # a kill between
+        # the two files never pairs new weights with an old optimiser: state.pt is the commit point
+
+    def _check_resume_config(self, saved: dict | None, where: Path):
+        "Refuse to resume with loop settings that change the run (the saved ones are in `state.pt`)."
+        if saved is None: return                        # a state written before the settings were saved
+        safe = set(RESUME_SAFE_TRAINER) - ({'epochs'} if self.cfg.schedule != 'step' else set())
+        ch = [c for c in config_changes(saved, dataclasses.asdict(self.cfg)) if c[0] not in safe]
+        if ch:
+            what = '; '.join(f"{k}={a!r}, this run sets {b!r}" for k, a, b in ch)
+            raise DataError(f"resume: {where} was saved with {what}; start a new run folder or drop the override")
 
     def load_state(self) -> bool:
-        "Resume from `checkpoints/state.pt` if there is one; returns whether it did."
-        if not (self.ckpt/'state.pt').exists(): return False
-        st = safe_load(self.ckpt/'state.pt', self.device)
-        self.model.load_state_dict(safe_load(self.ckpt/'last.pt', self.device))
-        self.opt.load_state_dict(st['optimizer']); self.sched.load_state_dict(st['scheduler'])
+        """Resume from `checkpoints/state.pt` if there is one; returns whether it did. Everything is read onto the CPU
+        (the weights and the optimiser's state then go to the model's device, the generator states stay CPU tensors)."""
+        sp = self.ckpt/'state.pt'
+        if not sp.exists(): return False
+        st = safe_load(sp, 'cpu')
+        missing = [k for k in ('optimizer', 'scheduler', 'rng', 'trainer') if not isinstance(st, dict) or k not in st]
+        if missing: raise DataError(f"{sp}: not a training state of this trainer (no {missing})")
+        self._check_resume_config(st.get('config'), sp)
+        lp = sp if 'model' in st else self.ckpt/'last.pt'       # states of older versions kept the weights apart
+        try: self.model.load_state_dict(st['model'] if 'model' in st else safe_load(lp, 'cpu'))
+        except RuntimeError as e: raise DataError(f"{lp}: the saved weights do not match the model ({_first_line(e)})") from None
+        try: self.opt.load_state_dict(st['optimizer'])
+        except ValueError as e:
+            raise DataError(f"{sp}: the optimiser state does not match the model ({_first_line(e)})") from None
+        self.sched.load_state_dict(st['scheduler'])
         self.state.update(st['trainer'])
         mine = self.ckpt/f'rng_rank{self.rank}.pt'
-        set_rng_state(safe_load(mine) if not self.main and mine.exists() else st['rng'])
+        set_rng_state(safe_load(mine, 'cpu') if not self.main and mine.exists() else st['rng'])
         return True
+
+    def _trim_metrics(self, epochs: int):
+        "Keep only the records of the first `epochs` epochs in `metrics.jsonl` (rewritten atomically if any go)."
+        p = self.run/'metrics.jsonl'
+        if not p.exists(): return
+        keep, drop = [], 0
+        for line in p.read_text().splitlines():
+            try: rec = json.loads(line)
+            except json.JSONDecodeError: drop += 1; continue        # a line torn by a kill
+            if isinstance(rec, dict) and isinstance(rec.get('epoch'), int) and rec['epoch'] <= epochs: keep.append(line)
+            else: drop += line.strip() != ''
+        if not drop: return
+        tmp = p.with_name(p.name + '.partial')
+        try: tmp.write_text(''.join(l + '\n' for l in keep)); os.replace(tmp, p)
+        except BaseException: tmp.unlink(missing_ok=True); raise
+
+    def _write_config(self, resumed: bool):
+        "config.json: refused when a resumed run would change it (outside `resume_safe`), then written atomically."
+        if self.config_json is None or not self.main: return
+        p = self.run/'config.json'
+        if resumed and p.exists():
+            try: old = json.loads(p.read_text())
+            except json.JSONDecodeError as e: raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
+            safe = RESUME_SAFE if self.resume_safe is None else self.resume_safe
+            ch = [c for c in config_changes(old, self.config_json) if c[0] not in safe]
+            if ch:
+                what = '; '.join(f"{k}={json.dumps(a)}, the command sets {json.dumps(b)}" for k, a, b in ch)
+                raise DataError(f"resume: {p} has {what}; start a new run folder or drop the override")
+        tmp = p.with_name(p.name + '.partial')
+        try: tmp.write_text(json.dumps(self.config_json, indent=1) + '\n'); os.replace(tmp, p)
+        except BaseException: tmp.unlink(missing_ok=True); raise
 
     def log(self, rec: dict):
         if not self.main: return
@@ -230,33 +341,41 @@ class Trainer:
     def fit(self, resume: bool = True) -> dict:
         "Train to `cfg.epochs` (resuming from the run folder when it holds a state); returns the trainer state."
         ftz_before = flush_denormal_enabled()
+        det_before = set_deterministic(True, self.device.type == 'cuda') if self.cfg.deterministic else None
         if self.device.type == 'cpu': torch.set_flush_denormal(True); keep_large_blocks()
         try:
             out = self._fit(resume)
             if self.world > 1: dist.barrier()   # best.pt is written before any rank reads it
             return out
-        finally: torch.set_flush_denormal(ftz_before)   # leave the process as we found it
+        finally:                                 # leave the process as we found it
+            torch.set_flush_denormal(ftz_before)
+            if det_before is not None: _restore_deterministic(det_before)
+
+    def _stopped_early(self) -> bool: return self.cfg.patience >= 0 and self.state['bad_epochs'] > self.cfg.patience
 
     def _fit(self, resume: bool) -> dict:
-        if resume and self.load_state(): pass
+        resumed = bool(resume and self.load_state())
+        self._write_config(resumed)
+        if self.main: self._trim_metrics(self.state['epoch'])   # records of epochs after the checkpoint are redone
         c = self.cfg
-        while self.state['epoch'] < c.epochs:
+        while self.state['epoch'] < c.epochs and not self._stopped_early():
             ep = self.state['epoch']
             batches = self.make_loader(ep)
             n = len(batches) if hasattr(batches, '__len__') else None
-            sums, count = {}, 0
+            if not self.state['step_in_epoch']: self.state.update(epoch_sums={}, epoch_count=0)
+            sums = self.state.setdefault('epoch_sums', {})   # the epoch's running means survive a mid-epoch resume
             bar = tqdm(total=n, desc=f"epoch {ep + 1}/{c.epochs}", leave=False, disable=not (c.progress and self.main))
             for i, batch in enumerate(batches):
                 if i < self.state['step_in_epoch']: bar.update(1); continue    # done before the interruption
                 rec = self.train_step(batch)
                 for k, v in rec.items(): sums[k] = sums.get(k, 0.) + v
-                count += 1
+                self.state['epoch_count'] = self.state.get('epoch_count', 0) + 1
                 self.state['step_in_epoch'] = i + 1; self.state['global_step'] += 1
                 bar.update(1); bar.set_postfix(loss=f"{rec['loss']:.4f}")
                 if c.save_every and self.state['global_step'] % c.save_every == 0: self.save_state()
             bar.close()
             if c.schedule == 'step': self.sched.step()
-            rec = dict(epoch=ep + 1, lr=self.opt.param_groups[0]['lr'], **{f"train/{k}": v / max(count, 1) for k, v in sums.items()})
+            rec = dict(epoch=ep + 1, lr=self.opt.param_groups[0]['lr'], **{f"train/{k}": v / max(self.state['epoch_count'], 1) for k, v in sums.items()})
             if self.evaluate is not None and (ep + 1) % c.eval_every == 0:
                 metrics = self._evaluate()
                 rec.update({f"val/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
@@ -266,10 +385,9 @@ class Trainer:
                     self.state.update(best=score, best_epoch=ep + 1, bad_epochs=0)
                     if self.main: atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
                 else: self.state['bad_epochs'] += 1
-            self.state.update(epoch=ep + 1, step_in_epoch=0)
+            self.state.update(epoch=ep + 1, step_in_epoch=0, epoch_sums={}, epoch_count=0)
             self.log(rec)
             self.save_state()
-            if c.patience >= 0 and self.state['bad_epochs'] > c.patience: break
         if self.main:
             plot_metrics(self.run/'metrics.jsonl', self.run/'plots'/'curves.png')
             if self.evaluate is None or not (self.ckpt/'best.pt').exists(): atomic_save(self.model.state_dict(), self.ckpt/'best.pt')
@@ -284,9 +402,17 @@ class Trainer:
 
 # %% ../nbs/08_training.ipynb #f1f223f9
 def read_metrics(path) -> list:
-    "The records of a `metrics.jsonl`."
+    "The records of a `metrics.jsonl` (a last line torn by a kill is left out; another bad line is an error naming it)."
     p = Path(path)
-    return [json.loads(l) for l in p.read_text().splitlines() if l.strip()] if p.exists() else []
+    if not p.exists(): return []
+    lines, out = p.read_text().split('\n'), []
+    for i, l in enumerate(lines):
+        if not l.strip(): continue
+        try: out.append(json.loads(l))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1: break                # no newline after it: the write was interrupted
+            raise DataError(f"{p}:{i + 1}: not a JSON record") from None
+    return out
 
 def plot_metrics(path, out, keys: list | None = None):
     "Plot the training losses and validation metrics of a `metrics.jsonl` over epochs (PNG)."

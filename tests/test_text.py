@@ -149,9 +149,9 @@ def test_tower_equals_huggingface_clip_text_model(size):
     for r, i in enumerate(rows): ids[r, :len(i)] = torch.tensor(i)
     out = ours(ids)
     with torch.no_grad(): ref = hf(input_ids=ids).last_hidden_state
-    torch.testing.assert_close(out['last_hidden_state'], ref, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(out['last_hidden_state'], ref, atol=1e-4, rtol=1e-4)   # two fp32 programs: any CPU
     eot = ids.argmax(-1)
-    torch.testing.assert_close(out['pooled'], ref[torch.arange(len(ids)), eot] @ ours.text_projection, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(out['pooled'], ref[torch.arange(len(ids)), eot] @ ours.text_projection, atol=1e-4, rtol=1e-4)
 
 
 class _QuickGELU(nn.Module):
@@ -201,10 +201,10 @@ def test_loader_reads_the_released_layouts(tmp_path):
     sd = {**ref.state_dict(), 'input_resolution': torch.tensor(224), 'context_length': torch.tensor(77), 'vocab_size': torch.tensor(600)}
     torch.save(sd, tmp_path / 'clip_text_encoder.pth')
     torch.jit.save(torch.jit.trace(ref, ids), str(tmp_path / 'ViT-B-32.pt'))
-    for name in ('clip_text_encoder.pth', 'ViT-B-32.pt'):
-        tower = load_clip_text_tower(tmp_path / name)
+    for name in ('clip_text_encoder.pth', 'ViT-B-32.pt'):   # this TorchScript file is ours, not OpenAI's: trusted explicitly
+        tower = load_clip_text_tower(tmp_path / name, trust_torchscript=name.endswith('.pt'))
         assert (tower.cfg.width, tower.cfg.heads, tower.cfg.layers, tower.cfg.context, tower.cfg.vocab_size) == (64, 1, 2, 77, 600)
-        torch.testing.assert_close(tower(ids)['last_hidden_state'], want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(tower(ids)['last_hidden_state'], want, atol=1e-4, rtol=1e-4)
     torch.save({k: v for k, v in sd.items() if k != 'ln_final.weight'}, tmp_path / 'partial.pth')
     with pytest.raises(DataError, match=r"partial.pth: missing CLIP text keys \['ln_final.weight'\]"):
         load_clip_text_tower(tmp_path / 'partial.pth')
@@ -245,7 +245,7 @@ def test_clip_chain_from_files_to_training(tmp_path, capsys):
     t = store[q.qid]
     assert t.ids.tolist() == ids and t.weights.tolist() == w
     with torch.no_grad(): want = ref(torch.tensor([ids]))[0, :len(ids)].numpy()
-    np.testing.assert_allclose(t.feat, want, atol=1e-5, rtol=1e-5)
+    np.testing.assert_allclose(t.feat, want, atol=1e-4, rtol=1e-4)
     rc = main(['train', 'mesm', '--preset', 'charades_C+SF_C', '--set', *sets, 'model.vid_dim=18', 'model.hidden=32', 'model.n_heads=4',
                'model.d_ff=64', 'train.epochs=1', 'train.batch_size=4', '--run-dir', str(tmp_path / 'run'), '--quiet', '--device', 'cpu'])
     assert rc == 0

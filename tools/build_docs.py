@@ -31,7 +31,7 @@ PKG = 'mesm_prem'
 # hand-written pages, in the order of the navigation
 PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md'),
          ('MESM datasets, step by step', 'mesm_datasets.md'),
-         ('Performance', 'performance.md')]
+         ('Performance', 'performance.md'), ('Reliability: bad inputs, faults, processors', 'reliability.md')]
 
 
 def _src(cell) -> str:
