@@ -27,7 +27,7 @@ with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidg
 from .features import DataError
 from .data import atomic_save, safe_load   # the run-folder file helpers (01_data)
 # config checks (01_data)
-from .data import RESUME_SAFE, ConfigError, check_choice, check_positive, check_range, config_changes
+from .data import ConfigError, check_choice, check_positive, check_range, config_changes
 
 # %% auto #0
 __all__ = ['RESUME_SAFE_TRAINER', 'rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks',
@@ -208,15 +208,13 @@ def _first_line(e: Exception, n: int = 240) -> str: return ' '.join(str(e).split
 
 class Trainer:
     """Fit `model` with `step_fn(model, batch) -> (loss_dict, total)` on `make_loader(epoch)`, selecting on
-    `evaluate(model)`. `config_json` (the experiment as a dict) is written to `run_dir/config.json` once the run is
-    known to start or resume cleanly; a resumed run refuses a `config_json` that differs from the folder's in keys
-    outside `resume_safe` (default: `RESUME_SAFE` of `01_data`)."""
+    `evaluate(model)`. The experiment's `config.json` is the caller's (`check_resume` then `save_config` of `01_data`)."""
     def __init__(self, model: nn.Module, step_fn: Callable, make_loader: Callable, evaluate: Callable | None, run_dir,
-                 cfg: TrainerConfig = TrainerConfig(), device='cpu', config_json: dict | None = None, resume_safe=None):
+                 cfg: TrainerConfig = TrainerConfig(), device='cpu'):
         if not isinstance(cfg, TrainerConfig): raise TypeError(f"cfg must be a TrainerConfig, got {type(cfg).__name__}")
         self.model, self.step_fn, self.make_loader, self.evaluate = model.to(device), step_fn, make_loader, evaluate
         self.run, self.cfg, self.device = Path(run_dir), cfg, torch.device(device)
-        self.config_json, self.resume_safe = config_json, resume_safe
+
         if cfg.deterministic and self.device.type == 'cuda': os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         self.rank, self.world = dist_info()
         self.main = self.rank == 0
@@ -291,22 +289,6 @@ class Trainer:
         try: tmp.write_text(''.join(l + '\n' for l in keep)); os.replace(tmp, p)
         except BaseException: tmp.unlink(missing_ok=True); raise
 
-    def _write_config(self, resumed: bool):
-        "config.json: refused when a resumed run would change it (outside `resume_safe`), then written atomically."
-        if self.config_json is None or not self.main: return
-        p = self.run/'config.json'
-        if resumed and p.exists():
-            try: old = json.loads(p.read_text())
-            except json.JSONDecodeError as e: raise DataError(f"{p}:{e.lineno}: invalid JSON ({e.msg})") from None
-            safe = RESUME_SAFE if self.resume_safe is None else self.resume_safe
-            ch = [c for c in config_changes(old, self.config_json) if c[0] not in safe]
-            if ch:
-                what = '; '.join(f"{k}={json.dumps(a)}, the command sets {json.dumps(b)}" for k, a, b in ch)
-                raise DataError(f"resume: {p} has {what}; start a new run folder or drop the override")
-        tmp = p.with_name(p.name + '.partial')
-        try: tmp.write_text(json.dumps(self.config_json, indent=1) + '\n'); os.replace(tmp, p)
-        except BaseException: tmp.unlink(missing_ok=True); raise
-
     def log(self, rec: dict):
         if not self.main: return
         with open(self.run/'metrics.jsonl', 'a') as f: f.write(json.dumps(rec) + '\n')
@@ -355,7 +337,6 @@ class Trainer:
 
     def _fit(self, resume: bool) -> dict:
         resumed = bool(resume and self.load_state())
-        self._write_config(resumed)
         if self.main: self._trim_metrics(self.state['epoch'])   # records of epochs after the checkpoint are redone
         c = self.cfg
         while self.state['epoch'] < c.epochs and not self._stopped_early():
