@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mesm_prem.run_prem import FlatCorpusIndex
+from mesm_prem.corpus import FlatCorpusIndex
 from mesm_speed import machine   # the same machine record as every bench script
 
 H200_BW = 4.3e12

@@ -66,7 +66,8 @@ def sync(device):
 
 def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, compile_: bool, ckpt: bool = False) -> dict:
     import dataclasses
-    from mesm_prem.mesm import MESM, MESM_PRESETS, sample_masked_words
+    from mesm_prem.mesm import MESM, sample_masked_words
+    from mesm_prem.experiments import MESM_PRESETS
     exp = MESM_PRESETS['charades_C+SF_C']
     model = MESM(dataclasses.replace(exp.model, dedup_video=dedup, grad_checkpoint=ckpt)).to(device)
     crit = exp.criterion()

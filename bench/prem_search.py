@@ -19,9 +19,10 @@ import h5py
 import numpy as np
 import torch
 
-from mesm_prem.features import TokenFeatures, write_text_store
+from mesm_prem.stores import TokenFeatures, write_text_store
 from mesm_prem.prem import PREMConfig, PREMLocalizer, PREMRetriever
-from mesm_prem.run_prem import CorpusIndex, PREM_PRESETS, PREMInputs, retrieve_split, search_corpus
+from mesm_prem.corpus import CorpusIndex, PREMInputs, retrieve_split, search_corpus
+from mesm_prem.experiments import PREM_PRESETS
 from mesm_prem.training import keep_large_blocks
 
 

@@ -6,15 +6,13 @@
 from __future__ import annotations
 
 import math
-
 import numpy as np
 import torch
 
-from .features import mesm_clip_span, tvr_clip_span, tvr_span_seconds
-
 # %% auto #0
 __all__ = ['span_xx_to_cxw', 'span_cxw_to_xx', 'temporal_iou', 'paired_temporal_iou', 'generalized_temporal_iou', 'temporal_nms',
-           'clip_spans_to_seconds', 'seconds_to_clip_spans', 'length_band_mask', 'topk_moments']
+           'mesm_clip_span', 'tvr_clip_span', 'tvr_span_seconds', 'clip_mask', 'clip_spans_to_seconds',
+           'seconds_to_clip_spans', 'length_band_mask', 'topk_moments']
 
 # %% ../nbs/02_spans.ipynb #1a3e0b4e
 def span_xx_to_cxw(xx: torch.Tensor) -> torch.Tensor:
@@ -68,6 +66,35 @@ def temporal_nms(preds, thd: float, max_after: int = 100) -> list:
         iou = paired_temporal_iou(np.repeat(p[i:i + 1], len(rest), 0), p[rest], union='hull')
         alive[rest[iou > thd]] = False
     return [preds[i] for i in keep]
+
+# %% ../nbs/02_spans.ipynb #95d7ed1d
+def mesm_clip_span(start: float, end: float, n_clips: int, clip_len: float, duration: float | None = None) -> tuple:
+    "Inclusive clip indices of a window under the official MESM convention (`clip_len=-1`: TACoS, relative)."
+    if n_clips < 1: raise ValueError(f"n_clips must be >= 1, got {n_clips}")
+    if clip_len == -1:
+        if not duration: raise ValueError("clip_len=-1 (relative indices) needs the duration")
+        si, ei = int(start / duration * n_clips), int(end / duration * n_clips)
+    else:
+        if clip_len <= 0: raise ValueError(f"clip_len must be > 0 or -1, got {clip_len}")
+        si, ei = int(start / clip_len), int(end / clip_len)
+    ei = min(ei, n_clips - 1)
+    return min(si, ei), ei
+
+def tvr_clip_span(start: float, end: float, n_clips: int, clip_len: float = 1.5) -> tuple:
+    "Inclusive clip indices of a window under the TVR convention: floor(st / c) .. ceil(ed / c) - 1."
+    if n_clips < 1: raise ValueError(f"n_clips must be >= 1, got {n_clips}")
+    si = min(max(math.floor(start / clip_len), 0), n_clips - 1)
+    ei = min(max(math.ceil(end / clip_len) - 1, 0), n_clips - 1)
+    return si, max(si, ei)
+
+def tvr_span_seconds(si: int, ei: int, clip_len: float = 1.5) -> tuple:
+    "Seconds covered by the inclusive clip span `si..ei` (TVR convention)."
+    return clip_len * si, clip_len * (ei + 1)
+
+def clip_mask(si: int, ei: int, n_clips: int) -> torch.Tensor:
+    "(T,) bool mask, True on clips `si..ei` inclusive."
+    m = torch.zeros(n_clips, dtype=torch.bool); m[si:ei + 1] = True
+    return m
 
 # %% ../nbs/02_spans.ipynb #dc7d08fd
 def clip_spans_to_seconds(st_idx: torch.Tensor, ed_idx: torch.Tensor, clip_len: float = 1.5) -> torch.Tensor:

@@ -10,7 +10,7 @@ SHARED = ROOT.parent / 'shared' / 'data'   # full real annotation files, when th
 @pytest.fixture(scope='session')
 def synth(tmp_path_factory):
     "A small synthetic benchmark, written once per test session."
-    from mesm_prem.data import SynthConfig, write_synthetic_benchmark
+    from mesm_prem.synthetic import SynthConfig, write_synthetic_benchmark
     root = tmp_path_factory.mktemp('synth')
     cfg = SynthConfig(seed=1, vmr_videos=dict(train=16, test=6), vcmr_videos=dict(train=12, val=5, test_public=3))
     return root, write_synthetic_benchmark(root, cfg)

@@ -8,9 +8,12 @@ import warnings
 import h5py
 import numpy as np
 import pytest
+from mesm_prem.records import DataError, RepairWarning, read_annotations, read_charades_sta, read_qvhighlights, read_tacos, read_tvr
+from mesm_prem.stores import H5Store, NpyDirStore, TextStore, TokenFeatures, VideoFeatures, write_text_store
+from mesm_prem.datasets import VCMRDataset, VMRDataset, collate_vmr
 
-from mesm_prem.data import *
-from mesm_prem.features import *
+
+
 
 
 def write(p, text):

@@ -1,8 +1,11 @@
 "Loading across processes: DataLoader workers open their own HDF5 handles and give the same batches."
 import torch
+from mesm_prem.stores import H5Store, MLMVocab, TextStore, VideoFeatures
+from mesm_prem.datasets import VMRDataset, set_vmr_epoch, vmr_loader
+from mesm_prem.records import read_charades_sta
 
-from mesm_prem.data import *
-from mesm_prem.features import *
+
+
 
 
 def _dataset(root, man):

@@ -10,8 +10,9 @@ import json
 
 import torch
 
-from mesm_prem.data import write_synthetic_benchmark
-from mesm_prem.run_mesm import constant_window_baseline, read_split, synthetic_experiment, train_mesm
+from mesm_prem.synthetic import write_synthetic_benchmark
+from mesm_prem.run_mesm import constant_window_baseline, read_split, train_mesm
+from mesm_prem.experiments import synthetic_experiment
 
 
 def test_mesm_beats_the_constant_window_baseline(tmp_path):

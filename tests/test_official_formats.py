@@ -16,9 +16,10 @@ import h5py
 import numpy as np
 import pytest
 
-from mesm_prem.data import save_config
-from mesm_prem.features import TokenFeatures, write_text_store, read_tacos, read_qvhighlights, read_charades_cg
-from mesm_prem.mesm import mesm_config
+from mesm_prem.config import save_config
+from mesm_prem.stores import TokenFeatures, write_text_store
+from mesm_prem.records import read_tacos, read_qvhighlights, read_charades_cg
+from mesm_prem.experiments import mesm_config
 
 FIX = Path(__file__).parent / 'fixtures'
 DV, DT = 16, 8          # small feature sizes: the layout is what is under test, not the scale

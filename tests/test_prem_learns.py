@@ -3,8 +3,10 @@ import json
 
 import torch
 
-from mesm_prem.data import write_synthetic_benchmark
-from mesm_prem.run_prem import PREMInputs, random_baseline, synthetic_prem_experiment, train_prem
+from mesm_prem.synthetic import write_synthetic_benchmark
+from mesm_prem.corpus import PREMInputs
+from mesm_prem.run_prem import random_baseline, train_prem
+from mesm_prem.experiments import synthetic_prem_experiment
 
 
 def test_prem_beats_the_random_baseline(tmp_path):

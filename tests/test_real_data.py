@@ -6,11 +6,13 @@ import json
 
 import pytest
 
-from mesm_prem.features import *
+
 from conftest import FIX, SHARED
+from mesm_prem.records import DataError, read_charades_cg, read_charades_sta, read_qvhighlights, read_tacos, read_tvr
+from mesm_prem.stores import MLMVocab
 
 full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (../shared/data) are not here')
-pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.features.RepairWarning')
+pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.records.RepairWarning')
 
 
 def test_excerpts():

@@ -12,10 +12,10 @@ import torch
 
 from mesm_prem import cli
 from mesm_prem.cli import main
-from mesm_prem.data import apply_overrides, load_config, save_config
-from mesm_prem.mesm import MESMExperiment
-from mesm_prem.run_mesm import (MESMPredictor, evaluate_mesm, ground_truth, heldout_videos, mesm_dataset, read_split,
-                                split_annotations, synthetic_experiment)
+from mesm_prem.config import apply_overrides, load_config, save_config
+from mesm_prem.experiments import MESMExperiment
+from mesm_prem.run_mesm import MESMPredictor, evaluate_mesm, ground_truth, heldout_videos, mesm_dataset, read_split, split_annotations
+from mesm_prem.experiments import synthetic_experiment
 
 TINY = ['train.epochs=1', 'model.ss=false', 'model.hidden=32', 'model.d_ff=64']
 
@@ -109,7 +109,7 @@ def test_device_cuda_without_a_gpu(capsys, tmp_path, command):
 
 
 def test_run_folders_of_the_other_model(capsys, mesm_run, tmp_path):
-    from mesm_prem.run_prem import PREMExperiment
+    from mesm_prem.experiments import PREMExperiment
     _, d = mesm_run
     rc, _, err = run(capsys, 'search', d, '--out', tmp_path / 's.json', '--device', 'cpu')
     assert rc == 2

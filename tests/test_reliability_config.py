@@ -11,11 +11,13 @@ import torch
 from torch import nn
 
 from mesm_prem.cli import main
-from mesm_prem.data import (RESUME_SAFE, ConfigError, H5Store, apply_overrides, atomic_save, check_resume, config_changes,
-                            config_to_dict, dataset_stats, load_config, read_charades_sta, safe_load, save_config)
-from mesm_prem.features import DataError
-from mesm_prem.mesm import MESMExperiment, mesm_config
-from mesm_prem.run_prem import prem_config
+from mesm_prem.config import RESUME_SAFE, ConfigError, apply_overrides, atomic_save, check_resume, config_changes, config_to_dict, load_config, safe_load, save_config
+from mesm_prem.stores import H5Store
+from mesm_prem.datasets import dataset_stats
+from mesm_prem.records import read_charades_sta
+from mesm_prem.records import DataError
+from mesm_prem.experiments import MESMExperiment, mesm_config
+from mesm_prem.experiments import prem_config
 from mesm_prem.training import Trainer, TrainerConfig, read_metrics, seed_everything
 
 

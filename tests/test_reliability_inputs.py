@@ -2,7 +2,7 @@
 the line, key or id (through the readers, the text store, the evaluators and `mesm_prem.cli.main`), or the right
 answer; never a traceback and never a wrong number.
 
-The notebooks 00_features, 05_metrics and 14_text test the same checks unit by unit."""
+The notebooks 00_records, 01_stores, 08_metrics and 09_text test the same checks unit by unit."""
 import builtins
 import copy
 import json
@@ -17,9 +17,8 @@ import pytest
 
 from conftest import FIX
 from mesm_prem.cli import main
-from mesm_prem.features import (DataError, MLMVocab, TextStore, TokenFeatures, read_annotations, read_charades_cd,
-                                read_charades_cg, read_charades_sta, read_didemo, read_qvhighlights, read_tacos, read_tvr,
-                                sentence_hash, write_text_store)
+from mesm_prem.records import DataError, read_annotations, read_charades_cd, read_charades_cg, read_charades_sta, read_didemo, read_qvhighlights, read_tacos, read_tvr
+from mesm_prem.stores import MLMVocab, TextStore, TokenFeatures, sentence_hash, write_text_store
 from mesm_prem.metrics import eval_vcmr, eval_vmr, load_json, load_jsonl
 from mesm_prem.text import read_glove_pkl
 

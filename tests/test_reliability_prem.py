@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mesm_prem.data import atomic_save, save_config
-from mesm_prem.features import DataError
+from mesm_prem.config import atomic_save, save_config
+from mesm_prem.records import DataError
 from mesm_prem.prem import PREMConfig, PREMLocalizer, PREMRetriever
-from mesm_prem.run_prem import (CorpusIndex, FlatCorpusIndex, PREMEval, PREMInputs, PREMSearcher, PREMTrain,
-                                prem_config, retrieve_split, search_corpus, synthetic_prem_experiment, train_prem)
+from mesm_prem.corpus import CorpusIndex, FlatCorpusIndex, PREMInputs, retrieve_split, search_corpus
+from mesm_prem.experiments import PREMEval, PREMTrain, prem_config, synthetic_prem_experiment
+from mesm_prem.run_prem import PREMSearcher, train_prem
 
 
 def _exp(synth):

@@ -21,11 +21,13 @@ from torch import nn
 
 from conftest import FIX, SHARED
 from mesm_prem.cli import main
-from mesm_prem.features import DataError, TextStore, _jsonl, read_charades_sta
-from mesm_prem.text import *
+from mesm_prem.records import DataError, read_jsonl, read_charades_sta
+from mesm_prem.stores import TextStore
+from mesm_prem.text import ClipBPE, ClipTextConfig, ClipTextTower, GloVeVocab, clip_bpe_path, clip_clean, closed_class_tagger, count_tokens, counts_lines, load_clip_text_tower, nltk_words, punctuation_words
+
 
 full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (../shared/data) are not here')
-pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.features.RepairWarning')
+pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.records.RepairWarning')
 
 
 # ---------------------------------------------------------------- the shipped counts files
@@ -79,12 +81,12 @@ def test_counts_follow_the_official_order():
 # ---------------------------------------------------------------- tokenizer against Hugging Face
 def _sentences():
     s = [q.sentence for q in read_charades_sta(FIX / 'charades_sta_test_excerpt.txt', FIX / 'Charades_v1_test_excerpt.csv')]
-    s += [m['query'] for _, m in _jsonl(FIX / 'qvhighlights_val_excerpt.jsonl')]
-    s += [m['desc'] for _, m in _jsonl(FIX / 'tvr_val_excerpt.jsonl')]
+    s += [m['query'] for _, m in read_jsonl(FIX / 'qvhighlights_val_excerpt.jsonl')]
+    s += [m['desc'] for _, m in read_jsonl(FIX / 'tvr_val_excerpt.jsonl')]
     if SHARED.is_dir():
         s += [l.split('##', 1)[1].strip() for f in ('charades_sta_train.txt', 'charades_sta_test.txt') for l in open(SHARED / 'charades_sta' / f)]
-        s += [m['query'] for sp in ('train', 'val') for _, m in _jsonl(SHARED / 'qvhighlights' / f'highlight_{sp}_release.jsonl')]
-        s += [m['desc'] for _, m in _jsonl(SHARED / 'tvr' / 'tvr_val_release.jsonl')]
+        s += [m['query'] for sp in ('train', 'val') for _, m in read_jsonl(SHARED / 'qvhighlights' / f'highlight_{sp}_release.jsonl')]
+        s += [m['desc'] for _, m in read_jsonl(SHARED / 'tvr' / 'tvr_val_release.jsonl')]
     return s
 
 
