@@ -1,4 +1,4 @@
-"""Build the documentation site from the notebooks, without Quarto (which cannot be installed here).
+r"""Build the documentation site from the notebooks, without Quarto (which cannot be installed here).
 
     python tools/build_docs.py            # -> _docs/ (open _docs/index.html; works over file://)
     python tools/build_docs.py --serve    # the same, then `mkdocs serve` on 127.0.0.1:8000
@@ -13,6 +13,21 @@ Pipeline (nothing is executed: pages show the notebooks' saved outputs, as nbdev
 3. _mkdocs.yml is generated (material theme without web fonts, mkdocs-jupyter for the notebooks, no
    directory URLs so the site works from disk) and `mkdocs build` writes _docs/.
 The README is generated separately from nbs/index.ipynb (tools/make_readme.py).
+
+Math is rendered in the browser by KaTeX, offline: the site loads nothing from the network (it works over
+file:// with no connection). KaTeX 0.19.1 (MIT, see tools/katex/LICENSE) is vendored in tools/katex/,
+taken from the npm package `katex`: dist/katex.min.js, dist/katex.min.css (its @font-face rules cut to the
+woff2 fonts, the only ones kept), dist/fonts/*.woff2 and dist/contrib/auto-render.min.js; it is copied to
+_docs/katex/. The notebooks' markdown keeps its `$...$`, `$$...$$`, `\(...\)`, `\[...\]` and
+`\begin{env}...\end{env}` untouched by markdown (nbconvert's math-aware mistune renderer), the .md pages wrap
+theirs in `arithmatex` elements (pymdownx.arithmatex, generic mode), and math.js (MATH_JS below) runs KaTeX's
+auto-render on those. A hook (on_page_content below) removes the MathJax and mermaid loaders that nbconvert
+puts in every notebook page (they point at cdnjs). To update KaTeX (needs npm, not needed to build the site):
+
+    python tools/build_docs.py --vendor-katex 0.19.1    # `npm pack katex@<version>`, refills tools/katex/
+
+then set KATEX_VERSION below and the version above to the new one (tests/test_docs.py checks both against
+katex.min.js) and rebuild.
 """
 import argparse
 import ast
@@ -23,10 +38,37 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS, BUILD, SITE, DOCS = ROOT / 'nbs', ROOT / '_docs_build', ROOT / '_docs', ROOT / 'docs'
+KATEX, KATEX_VERSION = ROOT / 'tools' / 'katex', '0.19.1'      # vendored; see the module docstring
+KATEX_FILES = ['katex.min.js', 'katex.min.css', 'contrib/auto-render.min.js']  # from the npm package's dist/, with fonts/*.woff2
+# runs KaTeX's auto-render on the notebooks' rendered markdown (and their table of contents) and on the .md pages' arithmatex
+MATH_JS = r"""// KaTeX auto-render, offline (tools/build_docs.py)
+(function () {
+  var envs = ['equation', 'equation*', 'align', 'align*', 'alignat', 'alignat*', 'gather', 'gather*', 'multline', 'multline*', 'CD'];
+  var delimiters = [{left: '$$', right: '$$', display: true}, {left: '\\[', right: '\\]', display: true},
+                    {left: '$', right: '$', display: false}, {left: '\\(', right: '\\)', display: false}]
+    .concat(envs.map(function (e) { return {left: '\\begin{' + e + '}', right: '\\end{' + e + '}', display: true}; }));
+  var options = {delimiters: delimiters, throwOnError: false};
+  function render() {
+    var notebook = document.querySelector('.jupyter-wrapper') !== null;
+    var sel = '.arithmatex' + (notebook ? ', .jupyter-wrapper .jp-RenderedMarkdown, .jupyter-wrapper .jp-RenderedLatex, .md-nav--secondary .md-nav__link' : '');
+    document.querySelectorAll(sel).forEach(function (el) { renderMathInElement(el, options); });
+  }
+  if (typeof document$ !== 'undefined') document$.subscribe(render);
+  else if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', render);
+  else render();
+})();
+"""
+# the .md pages' markdown; arithmatex keeps their TeX away from markdown, in <span|div class="arithmatex">\(..\) / \[..\]
+MARKDOWN_EXTENSIONS = ['tables', 'fenced_code', 'toc', 'admonition', {'pymdownx.arithmatex': dict(generic=True)}]
+# what nbconvert's lab template puts in every notebook page to load MathJax and mermaid from cdnjs
+CDN_LOADERS = [re.compile(r'<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->', re.S),
+               re.compile(r'<script type="module">(?:(?!</script>).)*?cdnjs\.cloudflare\.com/ajax/libs/mermaid(?:(?!</script>).)*</script>', re.S)]
 PKG = 'mesm_prem'
 # hand-written pages, in the order of the navigation
 PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md'),
@@ -138,6 +180,30 @@ def module_page(mod_name: str, nb_name: str) -> str:
     return '\n'.join(parts)
 
 
+def vendor_katex(version: str = KATEX_VERSION) -> Path:
+    "Refill tools/katex/ from the npm package katex@version (`npm pack`): KATEX_FILES, the woff2 fonts and the LICENSE."
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(['npm', 'pack', f'katex@{version}', '--silent'], check=True, cwd=tmp, stdout=subprocess.DEVNULL)
+        with tarfile.open(next(Path(tmp).glob('katex-*.tgz'))) as t:
+            t.extractall(tmp, **({'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}))
+        pkg = Path(tmp) / 'package'
+        got = json.loads((pkg / 'package.json').read_text())['version']
+        shutil.rmtree(KATEX, ignore_errors=True); (KATEX / 'contrib').mkdir(parents=True); (KATEX / 'fonts').mkdir()
+        for f in KATEX_FILES: shutil.copy(pkg / 'dist' / f, KATEX / f)
+        for f in (pkg / 'dist' / 'fonts').glob('*.woff2'): shutil.copy(f, KATEX / 'fonts' / f.name)
+        shutil.copy(pkg / 'LICENSE', KATEX / 'LICENSE')
+    css = KATEX / 'katex.min.css'                                       # only the woff2 fonts are kept: drop the woff/ttf sources
+    css.write_text(re.sub(r',url\(fonts/[^)]+\.(?:woff|ttf)\) format\("(?:woff|truetype)"\)', '', css.read_text()))
+    print(f"vendored KaTeX {got} in {KATEX} ({sum(f.stat().st_size for f in KATEX.rglob('*') if f.is_file())} bytes)")
+    return KATEX
+
+
+def on_page_content(html: str, page, config, files) -> str:
+    "mkdocs hook: drop the MathJax and mermaid loaders (cdnjs) that nbconvert puts in the notebook pages; KaTeX renders the math."
+    for pat in CDN_LOADERS: html = pat.sub('', html)
+    return html
+
+
 def build(serve: bool = False) -> Path:
     shutil.rmtree(BUILD, ignore_errors=True); (BUILD / 'api').mkdir(parents=True)
     nav, api_nav = [], []
@@ -159,9 +225,13 @@ def build(serve: bool = False) -> Path:
     for extra in DOCS.glob('*'):             # pictures and other files the pages link to
         if extra.is_file() and extra.suffix != '.md': shutil.copy(extra, BUILD / extra.name)
     (BUILD / 'extra.css').write_text('.jp-InputPrompt, .jp-OutputPrompt { display: none !important; }\n')
+    shutil.copytree(KATEX, BUILD / 'katex')                 # KaTeX, offline (see the module docstring)
+    (BUILD / 'math.js').write_text(MATH_JS)
     cfg = dict(site_name='mesm_prem', site_description='MESM and PREM for video moment retrieval', docs_dir=str(BUILD), site_dir=str(SITE),
                use_directory_urls=False, theme=dict(name='material', font=False, features=['navigation.sections']),
-               extra_css=['extra.css'], markdown_extensions=['tables', 'fenced_code', 'toc', 'admonition'],
+               extra_css=['katex/katex.min.css', 'extra.css'], extra_javascript=['katex/katex.min.js', 'katex/contrib/auto-render.min.js', 'math.js'],
+               markdown_extensions=MARKDOWN_EXTENSIONS,
+               hooks=[str(Path(__file__).resolve())],
                plugins=['search', {'mkdocs-jupyter': dict(execute=False, include_source=True, ignore_h1_titles=False,
                                                           remove_tag_config=dict(remove_input_tags=['remove_input']))}],
                nav=[nav[0], {'Notebooks': nav[1:]}, {'Guides': guides}, {'API': api_nav}])
@@ -178,6 +248,9 @@ def build(serve: bool = False) -> Path:
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--serve', action='store_true', help='serve the site on 127.0.0.1:8000 instead of only building it')
+    ap.add_argument('--vendor-katex', metavar='VERSION', nargs='?', const=KATEX_VERSION,
+                    help=f'refill tools/katex/ from the npm package katex@VERSION (default {KATEX_VERSION}) and exit')
     a = ap.parse_args()
+    if a.vendor_katex: vendor_katex(a.vendor_katex); sys.exit()
     out = build(a.serve)
     print(f"built {out}/index.html")
