@@ -5,7 +5,8 @@
                                [--out bench/results/mesm_speed_<device>.json]
 
 Train step = forward (training mode, masked-word branch on) + objective + zero_grad + backward + clipping at 0.1 +
-AdamW step, as `mesm.md` section 12 times the official code. Inference = eval-mode forward under no_grad.
+AdamW step, as the official code was timed (`docs/official_mesm.md`, Timing the official code). Inference =
+eval-mode forward under no_grad.
 The batch is the official one: B = 32 sentence rows of 12 videos (8 x 3 + 4 x 2 rows; every row repeats its
 video's clips, as the official collate), 16 tokens of 512-d CLIP features, Lv = 48 (typical) and 194 (the
 longest Charades video), every clip real, moments of 5-50 % of the video. Median over `--steps` after 2 warm-up
@@ -67,8 +68,8 @@ def sync(device):
 def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, compile_: bool, ckpt: bool = False) -> dict:
     import dataclasses
     from mesm_prem.mesm import MESM, sample_masked_words
-    from mesm_prem.experiments import MESM_PRESETS
-    exp = MESM_PRESETS['charades_C+SF_C']
+    from mesm_prem.experiments import PRESETS
+    exp = PRESETS['mesm']['charades_sta_C+SF_C']
     model = MESM(dataclasses.replace(exp.model, dedup_video=dedup, grad_checkpoint=ckpt)).to(device)
     crit = exp.criterion()
     opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)

@@ -1,4 +1,4 @@
-"""End-to-end PREM corpus search on a synthetic corpus the size of TVR val (prem.md section 4.1).
+"""End-to-end PREM corpus search on a synthetic corpus the size of TVR val (2,179 videos, 10,895 queries).
 
     python bench/prem_search.py [--device cpu|cuda] [--threads 2] [--queries N] [--out bench/results/prem_search_<device>.json]
 
@@ -22,7 +22,7 @@ import torch
 from mesm_prem.stores import TokenFeatures, write_text_store
 from mesm_prem.prem import PREMConfig, PREMLocalizer, PREMRetriever
 from mesm_prem.corpus import CorpusIndex, PREMInputs, retrieve_split, search_corpus
-from mesm_prem.experiments import PREM_PRESETS
+from mesm_prem.experiments import PRESETS
 from mesm_prem.training import keep_large_blocks
 
 
@@ -60,7 +60,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         t0 = time.perf_counter(); n_clips = write_corpus(root); t_write = time.perf_counter() - t0
-        e = PREM_PRESETS['tvr']
+        e = PRESETS['prem']['tvr']
         exp = dataclasses.replace(e, data=dataclasses.replace(e.data, root=str(root), annotations=dict(val='queries.jsonl'), video2dur='video2dur.json',
                                                               video_features=['video_feature/img.h5'], subtitles='sub_feature/sub.h5',
                                                               query_text='query_feature/q.h5'))

@@ -39,7 +39,8 @@ def mesm_section(out: list):
     out += ["## MESM training step (CPU)", "",
             "One training step (forward with the masked-word branch, objective, backward, clipping, AdamW) at the official "
             "Charades-STA C+SF/C shapes: 32 sentence rows of 12 videos, 16 tokens, Lv clips (`bench/mesm_speed.py`). The official "
-            "code (lntzm/MESM at 8501bde, CLIP text tower stubbed as in `mesm.md` section 12) was timed on the same machine in the "
+            "code (lntzm/MESM at 8501bde, CLIP text tower stubbed: `docs/official_mesm.md`, Timing the official code) "
+            "was timed on the same machine in the "
             "same session, from a scratch folder outside the repository (neither it nor the script that ran it is part of this "
             "project). Medians of 10 steps after 2 warm-up steps; peak memory is the resident set size of a fresh process per length.", ""]
     if not (off and ours):

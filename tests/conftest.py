@@ -4,7 +4,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIX = ROOT / 'tests' / 'fixtures'
-SHARED = ROOT.parent / 'shared' / 'data'   # full real annotation files, when they sit beside the checkout
+# Optional: the full public annotation files (a `data` folder of a `shared` folder beside the checkout). Tests that
+# read them are skipped when the folder is absent (a user's clone has only the excerpts of tests/fixtures).
+SHARED = ROOT.parent / 'shared' / 'data'
 
 
 @pytest.fixture(scope='session')

@@ -152,7 +152,7 @@ def test_train_mesm_on_the_synthetic_benchmark(synth, tmp_path):
 
 def test_train_prem_and_search(synth, tmp_path):
     root, man = synth
-    r = cli('train', 'prem', '--synthetic', root, '--set', 'train.retriever_epochs=1', 'train.localizer_epochs=1', 'model.gate=concat',
+    r = cli('train', 'prem', '--synthetic', root, '--set', 'train.retriever.epochs=1', 'train.localizer.epochs=1', 'model.gate=concat',
             '--run-dir', tmp_path / 'run', '--quiet', '--device', 'cpu')
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)

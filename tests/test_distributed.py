@@ -40,7 +40,7 @@ def test_two_processes_reach_the_weights_of_one(tmp_path):
 
 
 @pytest.mark.parametrize('model,sets', [('mesm', ['train.epochs=1', 'train.batch_size=8']),
-                                        ('prem', ['train.retriever_epochs=1', 'train.localizer_epochs=1'])])
+                                        ('prem', ['train.retriever.epochs=1', 'train.localizer.epochs=1'])])
 def test_train_command_under_torchrun(synth, tmp_path, model, sets):
     "`mesm-prem train` under torchrun: rank 0 writes the run (one log line per epoch), the results come back on its stdout."
     root, man = synth

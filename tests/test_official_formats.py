@@ -19,7 +19,7 @@ import pytest
 from mesm_prem.config import save_config
 from mesm_prem.stores import TokenFeatures, write_text_store
 from mesm_prem.records import read_tacos, read_qvhighlights, read_charades_cg
-from mesm_prem.experiments import mesm_config
+from mesm_prem.experiments import preset
 
 FIX = Path(__file__).parent / 'fixtures'
 DV, DT = 16, 8          # small feature sizes: the layout is what is under test, not the scale
@@ -55,17 +55,17 @@ CASES = {
     'tacos_C3D_GloVe': (dict(train='tacos_test_excerpt.json', test='tacos_test_excerpt.json'), read_tacos, 'GloVe_tokenized_count_charades_head.txt', 40),
     'qvhighlights_C+SF_C': (dict(train='qvhighlights_val_excerpt.jsonl', val='qvhighlights_val_excerpt.jsonl'), read_qvhighlights,
                             'CLIP_tokenized_count_charades_head.txt', 40),
-    'charades-cg_C+SF_C': (dict(train='charades_cg_novel_word_excerpt.json', novel_composition='charades_cg_novel_word_excerpt.json',
+    'charades_cg_C+SF_C': (dict(train='charades_cg_novel_word_excerpt.json', novel_composition='charades_cg_novel_word_excerpt.json',
                                 novel_word='charades_cg_novel_word_excerpt.json', test_trivial='charades_cg_novel_word_excerpt.json'),
                            read_charades_cg, 'CLIP_tokenized_count_charades_head.txt', 40),
 }
 
 
-@pytest.mark.parametrize('preset', sorted(CASES))
-def test_train_one_epoch_in_the_official_layout(preset, tmp_path):
-    files, reader, vocab_file, vocab_size = CASES[preset]
+@pytest.mark.parametrize('name', sorted(CASES))
+def test_train_one_epoch_in_the_official_layout(name, tmp_path):
+    files, reader, vocab_file, vocab_size = CASES[name]
     root = tmp_path / 'data'; root.mkdir()
-    exp = mesm_config(preset)
+    exp = preset('mesm', name)
     for split, src in files.items(): shutil.copy(FIX / src, root / exp.data.annotations[split])
     kind_extra = 1 if 'GloVe' in vocab_file else 3
     exp = dataclasses.replace(exp,

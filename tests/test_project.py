@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 import importlib.util
+import re
 import shlex
+from pathlib import Path
 
 from packaging.requirements import Requirement
 
@@ -75,3 +77,24 @@ def test_reliability_page_names_tests_that_exist():
         src = (ROOT / 'tests' / f).read_text(encoding='utf-8')
         assert re.search(rf'^def {name}\(', src, re.M), f"docs/reliability.md names tests/{f}::{name}, which does not exist"
     for nb in set(re.findall(r'`nbs/(\w+\.ipynb)`', page)): assert (ROOT / 'nbs' / nb).exists(), nb
+
+
+SPEC_CITATION = re.compile(r'shared/reference|\.\./shared|(?<![\w.-])(?:mesm|mesm_paper|prem|paper_tables|evaluation|design'
+                           r'|tooling|ecosystem)\.md\b')
+
+
+def test_nothing_cites_files_outside_the_repository():
+    """What the code cites from the specifications lives in docs/ (official_mesm.md, prem_reconstruction.md): no shipped
+    file names the specification files or a folder beside the checkout. (The tests' optional look-up of the full
+    annotation files, `SHARED` in conftest.py, builds its path from parts and skips when it is absent.)"""
+    files = [*ROOT.glob('nbs/*.ipynb'), *ROOT.glob('mesm_prem/*.py'), *ROOT.glob('docs/*.md'), *ROOT.glob('bench/*.py'),
+             *ROOT.glob('bench/results/*.json'), *ROOT.glob('bench/results/*.md'), *ROOT.glob('tools/*.py'),
+             *ROOT.glob('tests/**/*.py'), *ROOT.glob('tests/**/*.md'), ROOT / 'README.md']
+    files = [f for f in files if f.resolve() != Path(__file__).resolve()]
+    assert len(files) > 50
+    found = [f"{f.relative_to(ROOT)}:{n}: {m.group(0)}" for f in files
+             for n, line in enumerate(f.read_text(encoding='utf-8').splitlines(), 1) for m in SPEC_CITATION.finditer(line)]
+    assert not found, 'cite docs/official_mesm.md or docs/prem_reconstruction.md instead:\n' + '\n'.join(found)
+    for ok in ('docs/official_mesm.md', 'docs/prem_reconstruction.md', 'docs/mesm_datasets.md'): assert not SPEC_CITATION.search(ok)
+    for bad in ('`mesm.md` section 5', '../shared/reference/prem.md', '(prem.md section 4.1)', 'see design.md'):
+        assert SPEC_CITATION.search(bad), bad

@@ -1,7 +1,8 @@
 """Every real annotation file parses, with the counts computed independently from the raw files
 (line counts, distinct ids, and the official loaders' cleaning rules applied by hand).
 
-The excerpts in tests/fixtures always run; the full files run when ../shared/data is present."""
+The excerpts in tests/fixtures always run; the full files run only where they are available (`SHARED` of
+conftest.py), and are skipped otherwise."""
 import json
 
 import pytest
@@ -11,7 +12,7 @@ from conftest import FIX, SHARED
 from mesm_prem.records import DataError, read_charades_cg, read_charades_sta, read_qvhighlights, read_tacos, read_tvr
 from mesm_prem.stores import MLMVocab
 
-full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (../shared/data) are not here')
+full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (conftest.SHARED) are not here')
 pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.records.RepairWarning')
 
 

@@ -264,11 +264,11 @@ def test_selecting_on_test_warns(capsys, synth, tmp_path):
 
 # -- 5. settings that cannot run stop before any work ----------------------------------------------------------------
 @pytest.mark.parametrize('override,message', [
-    ('train.epochs=0', 'train.epochs must be >= 1, got 0'),
-    ('train.lr=0', 'train.lr must be a finite number > 0, got 0'),
-    ('train.batch_size=0', 'train.batch_size must be >= 1, got 0'),
-    ('train.eval_batch_size=-2', 'train.eval_batch_size must be >= 1, got -2'),
-    ('data.heldout_fraction=1.5', 'data.heldout_fraction must be in (0, 1), got 1.5'),
+    ('train.epochs=0', '--set train.epochs=0: must be an integer >= 1, got 0'),
+    ('train.lr=0', '--set train.lr=0: must be a finite number > 0, got 0.0'),
+    ('train.batch_size=0', '--set train.batch_size=0: must be an integer >= 1, got 0'),
+    ('train.eval_batch_size=-2', '--set train.eval_batch_size=-2: must be an integer >= 1, got -2'),
+    ('data.heldout_fraction=1.5', '--set data.heldout_fraction=1.5: must be a number in (0, 1), got 1.5'),
     ('data.val_split=val', "data.val_split must be 'heldout' (held out of the training split) or a split of"),
     ('train.stop_score=MR-mAP', "train.stop_score must be one of ['MR-full-mAP'"),
 ])

@@ -3,6 +3,9 @@ checked before any work, resumes that would change a run refused, full disks, em
 import errno
 import json
 import os
+import re
+import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -16,9 +19,13 @@ from mesm_prem.stores import H5Store
 from mesm_prem.datasets import dataset_stats
 from mesm_prem.records import read_charades_sta
 from mesm_prem.records import DataError
-from mesm_prem.experiments import MESMExperiment, mesm_config
-from mesm_prem.experiments import prem_config
+from mesm_prem.experiments import MESMExperiment, PREMExperiment, PRESETS, preset
 from mesm_prem.training import Trainer, TrainerConfig, read_metrics, seed_everything
+
+
+def _mesm(*overrides):
+    "The Charades-STA C+SF preset with overrides."
+    return preset('mesm', 'charades_sta_C+SF_C', list(overrides))
 
 
 def run_cli(capsys, *args):
@@ -42,33 +49,34 @@ def run_cli(capsys, *args):
     ('train.lr.x=1', '--set train.lr.x=1: train.lr is a number, not a section'),
 ])
 def test_override_types_refused_when_parsed(override, message):
-    with pytest.raises(DataError) as e: mesm_config('charades_C+SF_C', [override])
+    with pytest.raises(DataError) as e: _mesm(override)
     assert message in str(e.value) and '\n' not in str(e.value)
 
 
 def test_optional_fields_take_null_and_strings_keep_their_text():
-    e = prem_config('tvr', ['data.subtitles=null', 'name=2024'])
+    e = preset('prem', 'tvr', ['data.subtitles=null', 'name=2024'])
     assert e.data.subtitles is None and e.name == '2024'
-    with pytest.raises(DataError, match=r"--set data.subtitles=\[1\]: expected a string or null"): prem_config('tvr', ['data.subtitles=[1]'])
+    with pytest.raises(DataError, match=r"--set data.subtitles=\[1\]: expected a string or null"):
+        preset('prem', 'tvr', ['data.subtitles=[1]'])
 
 
 def test_a_split_is_added_by_dotted_keys():
-    e = mesm_config('qvhighlights_C+SF_C', ['data.annotations.test=test.jsonl', 'data.text_features.test=text/test.h5',
-                                            'data.eval_splits=["val", "test"]'])
+    e = preset('mesm', 'qvhighlights_C+SF_C', ['data.annotations.test=test.jsonl', 'data.text_features.test=text/test.h5',
+                                               'data.eval_splits=["val", "test"]'])
     assert e.data.annotations['test'] == 'test.jsonl' and e.data.text_features['test'] == 'text/test.h5'
     assert e.data.eval_splits == ['val', 'test']
-    assert mesm_config('charades_C+SF_C', ['data.annotations.val=7']).data.annotations['val'] == '7'   # typed as the others
+    assert _mesm('data.annotations.val=7').data.annotations['val'] == '7'   # typed as the others
 
 
 def test_cli_refuses_a_scalar_list_before_training(capsys, tmp_path):
-    rc, out, err = run_cli(capsys, 'train', 'mesm', '--preset', 'charades_C+SF_C', '--set', 'data.eval_splits=val',
+    rc, out, err = run_cli(capsys, 'train', 'mesm', '--preset', 'charades_sta_C+SF_C', '--set', 'data.eval_splits=val',
                            '--run-dir', tmp_path / 'run')
     assert rc == 2 and 'error: --set data.eval_splits=val: expected a list (e.g. ["val"])' in err and 'Traceback' not in err
     assert not (tmp_path / 'run').exists()
 
 
 def test_config_file_values_are_typed(tmp_path):
-    d = config_to_dict(mesm_config('charades_C+SF_C')); d['data']['eval_splits'] = 'test'
+    d = config_to_dict(_mesm()); d['data']['eval_splits'] = 'test'
     p = tmp_path / 'config.json'; p.write_text(json.dumps(d))
     with pytest.raises(DataError, match=r"config.json: config key 'data.eval_splits': expected a list"): load_config(MESMExperiment, p)
     p.write_text('[1, 2]')
@@ -86,24 +94,68 @@ def test_trainer_config_refused_before_any_work(kw, message):
 
 # -- 3. resume with other settings --------------------------------------------------------------------------------
 def test_config_changes_lists_the_differing_leaves():
-    a = config_to_dict(mesm_config('charades_C+SF_C'))
-    b = config_to_dict(mesm_config('charades_C+SF_C', ['train.lr=0.1', 'model.hidden=32', 'data.annotations.val=v.txt']))
+    a = config_to_dict(_mesm())
+    b = config_to_dict(_mesm('train.lr=0.1', 'model.hidden=32', 'data.annotations.val=v.txt'))
     assert config_changes(a, b) == [('model.hidden', 256, 32), ('data.annotations.val', '<absent>', 'v.txt'), ('train.lr', 2e-4, 0.1)]
     assert config_changes(a, a) == []
 
 
 def test_check_resume_refuses_changes_and_allows_the_safe_keys(tmp_path):
-    exp = mesm_config('charades_C+SF_C', ['train.lr=0.003'])
+    exp = _mesm('train.lr=0.003')
     save_config(exp, tmp_path / 'config.json')
-    check_resume(tmp_path, mesm_config('charades_C+SF_C', ['train.lr=0.1']))      # no checkpoint yet: nothing to resume
+    check_resume(tmp_path, _mesm('train.lr=0.1'))      # no checkpoint yet: nothing to resume
     atomic_save({}, tmp_path / 'checkpoints' / 'state.pt')
     with pytest.raises(DataError, match=r'resume: .*config.json has train.lr=0.003, the command sets 0.1; start a new run folder'):
-        check_resume(tmp_path, mesm_config('charades_C+SF_C', ['train.lr=0.1']))
+        check_resume(tmp_path, _mesm('train.lr=0.1'))
     with pytest.raises(DataError, match=r'model.hidden=256, the command sets 32'):
-        check_resume(tmp_path, mesm_config('charades_C+SF_C', ['train.lr=0.003', 'model.hidden=32']))
+        check_resume(tmp_path, _mesm('train.lr=0.003', 'model.hidden=32'))
     assert set(RESUME_SAFE) == {'train.num_workers', 'train.eval_batch_size', 'train.epochs'}
-    check_resume(tmp_path, mesm_config('charades_C+SF_C', ['train.lr=0.003', 'train.epochs=400', 'train.num_workers=4',
-                                                           'train.eval_batch_size=8']))
+    check_resume(tmp_path, _mesm('train.lr=0.003', 'train.epochs=400', 'train.num_workers=4', 'train.eval_batch_size=8'))
+
+
+# -- 3b. config files written before keys were renamed ------------------------------------------------------------
+OLD = Path(__file__).parent / 'fixtures' / 'old_configs'     # presets as the previous version saved them
+
+
+def test_an_old_run_folder_loads_and_resumes_under_todays_keys(tmp_path):
+    "train.max_es_cnt, train.select_on, dataset 'charades': the file loads as today's preset and resumes unchanged."
+    shutil.copy(OLD / 'mesm_charades.json', tmp_path / 'config.json')
+    old = json.loads((tmp_path / 'config.json').read_text())
+    assert (old['train']['max_es_cnt'], old['train']['select_on'], old['data']['dataset']) == (200, 'val', 'charades')
+    exp = load_config(MESMExperiment, tmp_path / 'config.json')
+    assert exp == _mesm() and (exp.train.patience, exp.train.select, exp.data.dataset) == (200, 'val', 'charades_sta')
+    atomic_save({}, tmp_path / 'checkpoints' / 'state.pt')
+    check_resume(tmp_path, _mesm())                                   # the same run: nothing changes
+    with pytest.raises(DataError, match=r'config.json has train.patience=200, the command sets 5'):
+        check_resume(tmp_path, _mesm('train.patience=5'))
+
+
+def test_old_prem_keys_move_to_both_stages(tmp_path):
+    d = json.loads((OLD / 'prem_didemo.json').read_text())
+    d['train'].update(lr=0.003, select=False)
+    p = tmp_path / 'config.json'; p.write_text(json.dumps(d))
+    e = load_config(PREMExperiment, p)
+    assert (e.train.retriever.lr, e.train.localizer.lr, e.train.select) == (0.003, 0.003, 'last')
+    assert (e.train.retriever.epochs, e.train.localizer.batch_size, e.train.n_neg, e.model.max_len) == (100, 32, 2, 6)
+    d['train']['localizer'] = dict(lr=0.1)                           # an old key and its new place disagree
+    p.write_text(json.dumps(d))
+    with pytest.raises(DataError, match=r'train.lr=0.003 \(the old name of train.localizer.lr\) disagrees'):
+        load_config(PREMExperiment, p)
+
+
+@pytest.mark.parametrize('old, new', [('train.max_es_cnt=3', 'train.patience'), ('train.select_on=test', 'train.select')])
+def test_old_keys_in_overrides_name_the_new_one(old, new):
+    with pytest.raises(DataError, match=f"unknown key '{old[6:old.index('=')]}' in train, now {re.escape(new)}"):
+        _mesm(old)
+
+
+def test_old_dataset_and_preset_names_name_the_new_ones(capsys, tmp_path):
+    with pytest.raises(DataError, match=r"got 'charades-cg' \(now spelled 'charades_cg'\)"):
+        _mesm('data.dataset=charades-cg')
+    rc, out, err = run_cli(capsys, 'train', 'mesm', '--preset', 'charades_C+SF_C', '--run-dir', tmp_path / 'r')
+    assert rc == 2 and "unknown mesm preset 'charades_C+SF_C' (now 'charades_sta_C+SF_C')" in err
+    assert not (tmp_path / 'r').exists()
+    assert all(name.startswith(p.data.dataset) for ps in PRESETS.values() for name, p in ps.items())
 
 
 def _task():
@@ -153,12 +205,12 @@ def test_atomic_save_removes_its_temporary_file_on_enospc(tmp_path, monkeypatch)
 
 def test_save_config_removes_its_temporary_file(tmp_path, monkeypatch):
     from pathlib import Path
-    save_config(mesm_config('charades_C+SF_C'), tmp_path / 'config.json')
+    save_config(_mesm(), tmp_path / 'config.json')
     real = Path.write_text
     def full(self, *a, **k):
         real(self, '{"na'); raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(Path, 'write_text', full)
-    with pytest.raises(OSError): save_config(mesm_config('charades_C+SF_C', ['train.lr=1']), tmp_path / 'config.json')
+    with pytest.raises(OSError): save_config(_mesm('train.lr=1'), tmp_path / 'config.json')
     monkeypatch.undo()
     assert sorted(f.name for f in tmp_path.iterdir()) == ['config.json']
     assert load_config(MESMExperiment, tmp_path / 'config.json').train.lr == 2e-4

@@ -295,7 +295,7 @@ def test_crafted_glove_pkl_is_refused(tmp_path, capsys, how):
     with pytest.raises(DataError, match=r'glove\.pkl: refused to load the global (io\.open|posix\.system|builtins\.eval)'):
         read_glove_pkl(p)
     assert not target.exists()
-    rc, err = cli(capsys, 'build-vocab', '--preset', 'charades_VGG_GloVe', '--glove-pkl', p, '--out', tmp_path / 'counts.txt')
+    rc, err = cli(capsys, 'build-vocab', '--preset', 'charades_sta_VGG_GloVe', '--glove-pkl', p, '--out', tmp_path / 'counts.txt')
     assert rc == 2 and 'refused to load the global' in err and not target.exists() and not (tmp_path / 'counts.txt').exists()
 
 
@@ -306,5 +306,5 @@ def test_real_glove_pkl_layout_loads(tmp_path, capsys):
                                     id2vec=[np.ones(300, np.float32), np.zeros(300, np.float32)]), protocol=2))
     g = read_glove_pkl(p)
     assert g['w2id'] == {'person': 0, 'door': 1} and np.asarray(g['id2vec']).shape == (2, 300)
-    rc, _ = cli(capsys, 'build-vocab', '--preset', 'charades_VGG_GloVe', '--glove-pkl', p, '--out', tmp_path / 'counts.txt')
+    rc, _ = cli(capsys, 'build-vocab', '--preset', 'charades_sta_VGG_GloVe', '--glove-pkl', p, '--out', tmp_path / 'counts.txt')
     assert rc == 0 and (tmp_path / 'counts.txt').read_text() == 'person 0 5\ndoor 1 2\n'

@@ -12,7 +12,8 @@ from mesm_prem.config import atomic_save, save_config
 from mesm_prem.records import DataError
 from mesm_prem.prem import PREMConfig, PREMLocalizer, PREMRetriever
 from mesm_prem.corpus import CorpusIndex, FlatCorpusIndex, PREMInputs, retrieve_split, search_corpus
-from mesm_prem.experiments import PREMEval, PREMTrain, prem_config, synthetic_prem_experiment
+from mesm_prem.experiments import (PREMEval, PREMLocalizerTrain, PREMRetrieverTrain, PREMTrain, preset,
+                                   synthetic_prem_experiment)
 from mesm_prem.run_prem import PREMSearcher, train_prem
 
 
@@ -126,24 +127,26 @@ def test_search_is_independent_of_the_global_seed(synth):
 
 # -- configs that would only fail deep inside ----------------------------------------
 @pytest.mark.parametrize('make,message', [
-    (lambda: PREMConfig(hidden=66, n_heads=4), r"^model\.hidden 66 is not divisible by model\.n_heads 4$"),
+    (lambda: PREMConfig(hidden=66, n_heads=4), r"^model\.hidden must be divisible by n_heads \(4\), got 66$"),
     (lambda: PREMConfig(n_heads=0), r"^model\.n_heads must be an integer >= 1, got 0$"),
     (lambda: PREMConfig(conv_kernel=4), r"^model\.conv_kernel must be odd"),
     (lambda: PREMConfig(tau=0.), r"^model\.tau must be a finite number > 0, got 0\.0$"),
-    (lambda: PREMConfig(dropout=1.), r"^model\.dropout must be in \[0, 1\), got 1\.0$"),
+    (lambda: PREMConfig(dropout=1.), r"^model\.dropout must be a number in \[0, 1\), got 1\.0$"),
     (lambda: PREMConfig(max_len=0), r"^model\.max_len must be an integer >= 1, got 0$"),
-    (lambda: PREMConfig(adv_iou=1.5), r"^model\.adv_iou must be in \(0, 1\], got 1\.5$"),
+    (lambda: PREMConfig(min_len=5, max_len=3), r"^model\.max_len must be >= min_len \(5\), got 3$"),
+    (lambda: PREMConfig(adv_iou=1.5), r"^model\.adv_iou must be a number in \(0, 1\], got 1\.5$"),
     (lambda: PREMConfig(gate='sum'), r"^model\.gate must be one of"),
-    (lambda: PREMTrain(localizer_batch=0), r"^train\.localizer_batch must be an integer >= 1, got 0$"),
-    (lambda: PREMTrain(lr=-1.), r"^train\.lr must be > 0, got -1\.0$"),
-    (lambda: PREMEval(norm='global'), r"^eval\.norm must be 'video' or 'joint', got 'global'$"),
-    (lambda: PREMEval(min_len=5, max_len=3), r"^eval\.max_len 3 < eval\.min_len 5$"),
-    (lambda: prem_config('tvr', ['eval.max_len=12']).validate(),
-     r"^model\.max_len/min_len \(24, 1\) != eval\.max_len/min_len \(12, 1\): one limit"),
-    (lambda: prem_config('tvr', ['train.localizer_stop=VCMR-0.9-r1']).validate(),
-     r"^train\.localizer_stop 'VCMR-0\.9-r1' is not a metric"),
-    (lambda: prem_config('tvr', ['train.retriever_stop=VCMR-0.7-r10']).validate(),
-     r"^train\.retriever_stop 'VCMR-0\.7-r10' is not one of"),
+    (lambda: PREMTrain(localizer=PREMLocalizerTrain(batch_size=0)),
+     r"^train\.localizer\.batch_size must be an integer >= 1, got 0$"),
+    (lambda: PREMRetrieverTrain(lr=-1.), r"^train\.retriever\.lr must be a finite number > 0, got -1\.0$"),
+    (lambda: PREMEval(norm='global'), r"^eval\.norm must be one of \['video', 'joint'\], got 'global'$"),
+    (lambda: preset('prem', 'tvr', ['train.localizer.batch_size=0']),
+     r"^--set train\.localizer\.batch_size=0: must be an integer >= 1, got 0$"),
+    (lambda: preset('prem', 'tvr', ['eval.max_len=12']), r"unknown key 'max_len' in eval, now model\.max_len"),
+    (lambda: preset('prem', 'tvr', ['train.localizer.stop_score=VCMR-0.9-r1']),
+     r"^train\.localizer\.stop_score must be a metric of the search"),
+    (lambda: preset('prem', 'tvr', ['train.retriever.stop_score=VCMR-0.7-r10']),
+     r"^train\.retriever\.stop_score must be one of \['VR-r1', 'VR-r5', 'VR-r10', 'VR-r100'\], got 'VCMR-0\.7-r10'$"),
 ])
 def test_bad_prem_config_is_one_line(make, message):
     with pytest.raises(DataError, match=message) as e:
@@ -152,9 +155,10 @@ def test_bad_prem_config_is_one_line(make, message):
 
 
 def test_overrides_and_training_check_the_config_first(synth, tmp_path):
-    with pytest.raises(DataError, match=r"model\.hidden 66 is not divisible by model\.n_heads 4"):
-        prem_config('tvr', ['model.hidden=66'])
-    exp = dataclasses.replace(_exp(synth), eval=PREMEval(max_len=5))
-    with pytest.raises(DataError, match=r"^model\.max_len/min_len \(12, 1\) != eval\.max_len/min_len \(5, 1\)"):
+    with pytest.raises(DataError, match=r"^--set model\.hidden=66: must be divisible by n_heads \(4\), got 66$"):
+        preset('prem', 'tvr', ['model.hidden=66'])
+    exp = _exp(synth)
+    exp = dataclasses.replace(exp, data=dataclasses.replace(exp.data, eval_splits=['test']))   # no such split
+    with pytest.raises(DataError, match=r"^data\.eval_splits must be a non-empty list of splits of data\.annotations"):
         train_prem(exp, tmp_path / 'run', device='cpu', progress=False)
     assert not (tmp_path / 'run').exists()                                       # before any work

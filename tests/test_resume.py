@@ -69,11 +69,12 @@ def test_sigkill_mid_epoch_then_resume(tmp_path):
 PREM_SCRIPT = textwrap.dedent('''
     import os, signal, sys, torch
     from pathlib import Path
-    from mesm_prem import run_prem, training
+    from mesm_prem import config, experiments, run_prem, training
     bench, run, stage, at = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
     torch.set_num_threads(1)
-    exp = run_prem.synthetic_prem_experiment(bench, retriever_epochs=2, localizer_epochs=3)
-    exp = run_prem.apply_overrides(exp, ['train.retriever_batch=16', 'train.localizer_batch=16', 'train.save_every=2'])
+    exp = experiments.synthetic_prem_experiment(bench, retriever_epochs=2, localizer_epochs=3)
+    exp = config.apply_overrides(exp, ['train.retriever.batch_size=16', 'train.localizer.batch_size=16',
+                                       'train.retriever.save_every=2', 'train.localizer.save_every=2'])
     calls = dict(retriever=0, localizer=0)
     step = training.Trainer.train_step
     def killing_step(self, batch):   # SIGKILL before the `at`-th step of a stage (run folder retriever/, localizer/)

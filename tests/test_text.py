@@ -2,7 +2,8 @@
 from public files to a training run.
 
 - `build-vocab` reproduces the MLM counts files shipped with MESM (Charades-STA CLIP and GloVe, QVHighlights
-  CLIP) line for line, from the full annotation files in ../shared/data (skipped when they are absent).
+  CLIP) line for line, from the full annotation files where they are available (`SHARED` of conftest.py;
+  skipped otherwise).
 - The BPE tokenizer gives the ids of Hugging Face's CLIP tokenizer (Rust `tokenizers`, a separate
   implementation) on every sentence at hand, once both see the same cleaned text.
 - The text tower equals Hugging Face's `CLIPTextModel` with the same random weights, and loads a file written
@@ -26,7 +27,7 @@ from mesm_prem.stores import TextStore
 from mesm_prem.text import ClipBPE, ClipTextConfig, ClipTextTower, GloVeVocab, clip_bpe_path, clip_clean, closed_class_tagger, count_tokens, counts_lines, load_clip_text_tower, nltk_words, punctuation_words
 
 
-full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (../shared/data) are not here')
+full = pytest.mark.skipif(not SHARED.is_dir(), reason='the full annotation files (conftest.SHARED) are not here')
 pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.records.RepairWarning')
 
 
@@ -34,7 +35,7 @@ pytestmark = pytest.mark.filterwarnings('ignore::mesm_prem.records.RepairWarning
 @full
 @pytest.mark.parametrize('kind,name', [('clip', 'CLIP_tokenized_count.txt'), ('glove', 'GloVe_tokenized_count.txt')])
 def test_build_vocab_reproduces_charades(kind, name, tmp_path):
-    assert main(['build-vocab', '--preset', 'charades_C+SF_C', '--set', f'data.root={SHARED / "charades_sta"}',
+    assert main(['build-vocab', '--preset', 'charades_sta_C+SF_C', '--set', f'data.root={SHARED / "charades_sta"}',
                  '--kind', kind, '--out', str(tmp_path / name)]) == 0
     assert (tmp_path / name).read_text() == (SHARED / 'charades_sta' / name).read_text()
 
@@ -234,9 +235,9 @@ def test_clip_chain_from_files_to_training(tmp_path, capsys):
     ref = _randomize(_RefCLIP(vocab=49408, w=64, layers=2)).eval()
     torch.save(ref.state_dict(), tmp_path / 'clip_text_encoder.pth')
     sets = [f'data.root={root}', 'model.txt_dim=64']
-    assert main(['build-vocab', '--preset', 'charades_C+SF_C', '--set', *sets]) == 0
+    assert main(['build-vocab', '--preset', 'charades_sta_C+SF_C', '--set', *sets]) == 0
     assert capsys.readouterr().out.startswith('wrote ')
-    assert main(['extract-text', '--preset', 'charades_C+SF_C', '--set', *sets, '--clip-weights', str(tmp_path / 'clip_text_encoder.pth'),
+    assert main(['extract-text', '--preset', 'charades_sta_C+SF_C', '--set', *sets, '--clip-weights', str(tmp_path / 'clip_text_encoder.pth'),
                  '--pos-tagger', 'closed-class', '--quiet', '--device', 'cpu']) == 0
     report = json.loads(capsys.readouterr().out)
     assert report['tokenizer'] == 'clip' and report['pos_tagger'] == 'closed-class' and report['dtype'] == 'float32'
@@ -248,7 +249,7 @@ def test_clip_chain_from_files_to_training(tmp_path, capsys):
     assert t.ids.tolist() == ids and t.weights.tolist() == w
     with torch.no_grad(): want = ref(torch.tensor([ids]))[0, :len(ids)].numpy()
     np.testing.assert_allclose(t.feat, want, atol=1e-4, rtol=1e-4)
-    rc = main(['train', 'mesm', '--preset', 'charades_C+SF_C', '--set', *sets, 'model.vid_dim=18', 'model.hidden=32', 'model.n_heads=4',
+    rc = main(['train', 'mesm', '--preset', 'charades_sta_C+SF_C', '--set', *sets, 'model.vid_dim=18', 'model.hidden=32', 'model.n_heads=4',
                'model.d_ff=64', 'train.epochs=1', 'train.batch_size=4', '--run-dir', str(tmp_path / 'run'), '--quiet', '--device', 'cpu'])
     assert rc == 0
     assert 'MR-full-R1@0.5' in json.loads((tmp_path / 'run' / 'results.json').read_text())['results']['test']
@@ -257,7 +258,7 @@ def test_clip_chain_from_files_to_training(tmp_path, capsys):
 def test_glove_chain_and_unknown_words(tmp_path):
     "glove.6B-style text file + the counts file's vocabulary: ids, the shared unknown vector, and resume of a finished store."
     root, ann = _charades_root(tmp_path)
-    sets = ['--preset', 'charades_VGG_GloVe', '--set', f'data.root={root}']
+    sets = ['--preset', 'charades_sta_VGG_GloVe', '--set', f'data.root={root}']
     assert main(['build-vocab', *sets, '--splits', 'test']) == 0
     vocab = GloVeVocab.from_counts(root / 'GloVe_tokenized_count.txt')
     rng = np.random.default_rng(1)
@@ -282,7 +283,7 @@ def test_glove_chain_and_unknown_words(tmp_path):
 
 def test_bad_text_inputs(tmp_path, capsys):
     root, _ = _charades_root(tmp_path)
-    sets = ['--preset', 'charades_VGG_GloVe', '--set', f'data.root={root}']
+    sets = ['--preset', 'charades_sta_VGG_GloVe', '--set', f'data.root={root}']
     assert main(['build-vocab', *sets]) == 0
     (tmp_path / 'glove.txt').write_text('person 0.1 0.2\n')
     assert main(['extract-text', *sets, '--glove', str(tmp_path / 'glove.txt'), '--quiet']) == 2
@@ -293,7 +294,7 @@ def test_bad_text_inputs(tmp_path, capsys):
     assert main(['extract-text', *sets, '--glove-pkl', str(tmp_path / 'bad.pkl'), '--quiet']) == 2
     assert 'bad.pkl: cannot unpickle' in capsys.readouterr().err
     (tmp_path / 'w.pth').write_bytes(b'\x00' * 10)
-    assert main(['extract-text', '--preset', 'charades_C+SF_C', '--set', f'data.root={root}', '--clip-weights', str(tmp_path / 'w.pth'), '--quiet']) == 2
+    assert main(['extract-text', '--preset', 'charades_sta_C+SF_C', '--set', f'data.root={root}', '--clip-weights', str(tmp_path / 'w.pth'), '--quiet']) == 2
     assert 'w.pth: cannot read the CLIP weights' in capsys.readouterr().err
     # a query with no word in glove.pkl names the query
     import pickle
