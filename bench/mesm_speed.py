@@ -1,8 +1,8 @@
 """Speed and memory of an MESM training step and of inference at the official Charades-STA C+SF/C shapes.
 
     python bench/mesm_speed.py [--device cpu|cuda] [--threads 2] [--steps 10] [--lengths 48 194]
-                               [--no-dedup] [--grad-checkpoint] [--no-keep-blocks] [--no-amp] [--compile]
-                               [--out bench/results/mesm_speed_<device>.json]
+                               [--no-dedup] [--grad-checkpoint] [--no-keep-blocks] [--precision auto|fp32|bf16] [--compile]
+                               [--out bench/results/mesm_speed_<device>[_bf16|_fp32].json]
 
 Train step = forward (training mode, masked-word branch on) + objective + zero_grad + backward + clipping at 0.1 +
 AdamW step, as the official code was timed (`docs/official_mesm.md`, Timing the official code). Inference =
@@ -11,9 +11,11 @@ The batch is the official one: B = 32 sentence rows of 12 videos (8 x 3 + 4 x 2 
 video's clips, as the official collate), 16 tokens of 512-d CLIP features, Lv = 48 (typical) and 194 (the
 longest Charades video), every clip real, moments of 5-50 % of the video. Median over `--steps` after 2 warm-up
 steps. Every length runs in a fresh process, so the peak memory is its own: resident set size on CPU,
-`torch.cuda.max_memory_allocated` on CUDA. bf16 autocast on CUDA unless `--no-amp` (the CPUs these figures come
-from have no bf16 units: fp32 there). `--no-dedup`: project every row's clips (and again for SS-MESM), as the
-official code. `--grad-checkpoint`: activation checkpointing (less memory, more time). On CPU the trainer's
+`torch.cuda.max_memory_allocated` on CUDA. `--precision` is the loop's setting (`precision_autocast` of
+`12_training`): `auto` (the default) is bf16 autocast on CUDA and on CPUs with bf16 matrix units (AMX,
+AVX512-BF16), fp32 elsewhere; `fp32` and `bf16` force it. The default file name gets `_bf16` for bf16 on a CPU and
+`_fp32` for fp32 on CUDA. `--no-dedup`: project every row's clips (and again for SS-MESM), as the official code.
+`--grad-checkpoint`: activation checkpointing (less memory, more time). On CPU the trainer's
 `keep_large_blocks` allocator setting is applied unless `--no-keep-blocks`. Not a test: a measurement; compare
 ratios measured side by side on one machine.
 """
@@ -65,10 +67,11 @@ def sync(device):
     if device.type == 'cuda': torch.cuda.synchronize()
 
 
-def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, compile_: bool, ckpt: bool = False) -> dict:
+def measure(Lv: int, device: torch.device, steps: int, precision: str, dedup: bool, compile_: bool, ckpt: bool = False) -> dict:
     import dataclasses
     from mesm_prem.mesm import MESM, sample_masked_words
     from mesm_prem.experiments import PRESETS
+    from mesm_prem.training import precision_autocast
     exp = PRESETS['mesm']['charades_sta_C+SF_C']
     model = MESM(dataclasses.replace(exp.model, dedup_video=dedup, grad_checkpoint=ckpt)).to(device)
     crit = exp.criterion()
@@ -76,12 +79,11 @@ def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, c
     fwd = torch.compile(model) if compile_ else model
     inp, wt, tg = batch(Lv, device)
     rng = np.random.RandomState(0)
-    use_amp = amp and device.type == 'cuda'
     t_train, t_fwd, t_bwd, t_inf = [], [], [], []
     if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
     for i in range(steps + 2):
         model.train(); sync(device); t0 = time.perf_counter()
-        with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp):
+        with precision_autocast(precision, device):
             masked = sample_masked_words(inp['words_mask'].cpu(), wt, rng).to(device)
             out = fwd(**inp, masked_words=masked)
             losses, total = crit(out, tg, training=True)
@@ -96,12 +98,13 @@ def measure(Lv: int, device: torch.device, steps: int, amp: bool, dedup: bool, c
     with torch.no_grad():
         for i in range(steps + 2):
             sync(device); t0 = time.perf_counter()
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=use_amp): fwd(**ev)
+            with precision_autocast(precision, device): fwd(**ev)
             sync(device)
             if i >= 2: t_inf.append(time.perf_counter() - t0)
     med = statistics.median
     return dict(Lv=Lv, rows=32, train_step_s=med(t_train), fwd_loss_s=med(t_fwd), bwd_s=med(t_bwd), inference_s=med(t_inf),
                 train_range_s=[min(t_train), max(t_train)], peak_gib=train_peak, loss_finite=bool(torch.isfinite(total).item()),
+                last_loss=float(total.detach()),
                 params=sum(p.numel() for p in model.parameters()))
 
 
@@ -111,7 +114,8 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--steps', type=int, default=10)
     ap.add_argument('--lengths', type=int, nargs='*', default=[48, 194])
-    ap.add_argument('--no-amp', action='store_true', help='fp32 on CUDA too')
+    ap.add_argument('--precision', choices=['auto', 'fp32', 'bf16'], default='auto',
+                    help='auto: bf16 on CUDA and on CPUs with bf16 units, else fp32 (default: %(default)s)')
     ap.add_argument('--no-dedup', action='store_true', help="project every row's clips, as the official code")
     ap.add_argument('--compile', action='store_true', help='torch.compile the model')
     ap.add_argument('--grad-checkpoint', action='store_true', help='activation checkpointing')
@@ -126,21 +130,25 @@ def main():
         if device.type == 'cpu' and not a.no_keep_blocks:
             from mesm_prem.training import keep_large_blocks
             keep_large_blocks()
-        print(json.dumps(measure(a._one, device, a.steps, not a.no_amp, not a.no_dedup, a.compile, a.grad_checkpoint)))
+        print(json.dumps(measure(a._one, device, a.steps, a.precision, not a.no_dedup, a.compile, a.grad_checkpoint)))
         return
     rows = []
     for L in a.lengths:
         cmd = [sys.executable, __file__, '--device', a.device, '--threads', str(a.threads), '--steps', str(a.steps), '--_one', str(L)]
-        cmd += ['--no-amp'] * a.no_amp + ['--no-dedup'] * a.no_dedup + ['--compile'] * a.compile + ['--grad-checkpoint'] * a.grad_checkpoint
+        cmd += ['--precision', a.precision] + ['--no-dedup'] * a.no_dedup + ['--compile'] * a.compile + ['--grad-checkpoint'] * a.grad_checkpoint
         cmd += ['--no-keep-blocks'] * a.no_keep_blocks
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode: sys.exit(f"Lv {L} failed:\n{r.stderr[-3000:]}")
         rows.append(json.loads(r.stdout.strip().splitlines()[-1]))
         print(f"Lv {L}: train step {rows[-1]['train_step_s']:.3f} s, inference {rows[-1]['inference_s']:.3f} s, peak {rows[-1]['peak_gib']:.2f} GiB", flush=True)
-    res = dict(machine=machine(device, a.threads), precision='bf16 autocast' if (device.type == 'cuda' and not a.no_amp) else 'fp32',
+    from mesm_prem.training import autocast_dtype, bf16_matmul_units
+    prec = 'bf16' if autocast_dtype(a.precision, device) == torch.bfloat16 else 'fp32'
+    m = machine(device, a.threads) | (dict(bf16_matmul_units=bf16_matmul_units()) if device.type == 'cpu' else {})
+    res = dict(machine=m, precision=prec, precision_setting=a.precision,
                dedup_video=not a.no_dedup, grad_checkpoint=a.grad_checkpoint, keep_large_blocks=device.type == 'cpu' and not a.no_keep_blocks,
                compile=a.compile, steps=a.steps, results=rows)
-    out = Path(a.out or Path(__file__).parent/'results'/f"mesm_speed_{device.type}.json")
+    tag = {('cpu', 'bf16'): '_bf16', ('cuda', 'fp32'): '_fp32'}.get((device.type, prec), '')
+    out = Path(a.out or Path(__file__).parent/'results'/f"mesm_speed_{device.type}{tag}.json")
     out.parent.mkdir(parents=True, exist_ok=True); out.write_text(json.dumps(res, indent=1) + '\n')
     print(f"wrote {out}")
 

@@ -23,11 +23,12 @@ def machine(m: dict) -> str:
     return f"{m.get('date', '?')}, {hw}, torch {m.get('torch', '?')}"
 
 
-def measured(stem: str):
-    "(result, machine line) of `<stem>_cpu.json` and `<stem>_cuda.json`, where measured."
+def measured(stem: str, variants=('',)):
+    "(result, machine line) of `<stem>_cpu<variant>.json` and `<stem>_cuda<variant>.json`, where measured."
     for dev in ('cpu', 'cuda'):
-        r = load(f"{stem}_{dev}.json")
-        if r: yield r, machine(r['machine'])
+        for v in variants:
+            r = load(f"{stem}_{dev}{v}.json")
+            if r: yield r, machine(r['machine'])
 
 
 def by_lv(r): return {x['Lv']: x for x in r['results']} if r else {}
@@ -69,13 +70,65 @@ def mesm_section(out: list):
             + (f"; `grad_checkpoint` {machine(ck['machine'])}" if ck else '') + ".", ""]
 
 
+def precision_section(out: list):
+    "bf16 against fp32: MESM's step and inference side by side, and what bf16 does to the numbers."
+    out += ["## Precision: bf16 against fp32", "",
+            "The loop's `precision` setting (`train.precision`; `'auto'`: bf16 autocast on CUDA and on CPUs with bf16 "
+            "matrix units, AMX or AVX512-BF16; fp32 elsewhere) measured both ways on one machine, one run after the "
+            "other: `bench/mesm_speed.py --precision fp32` and `--precision bf16` (the shapes of the section above), "
+            "then `bench/precision_quality.py` (the parity fixture and a short synthetic training).", ""]
+    shown = False
+    for dev, (a_name, b_name) in (('cpu', ('mesm_speed_cpu_fp32.json', 'mesm_speed_cpu_bf16.json')),
+                                  ('cuda', ('mesm_speed_cuda_fp32.json', 'mesm_speed_cuda.json'))):
+        f32, b16 = load(a_name), load(b_name)
+        if not (f32 and b16): continue
+        shown = True
+        F, B = by_lv(f32), by_lv(b16)
+        out += [f"**MESM, {dev}** ({machine(b16['machine'])}"
+                + (f"; bf16 matrix units: {'yes' if b16['machine']['bf16_matmul_units'] else 'no'}"
+                   if 'bf16_matmul_units' in b16['machine'] else '') + ")", "",
+                "| Lv | fp32 step | bf16 step | bf16 / fp32 | fp32 inference | bf16 inference | bf16 / fp32 | fp32 peak | bf16 peak |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for L in sorted(set(F) & set(B)):
+            f, b = F[L], B[L]
+            out.append(f"| {L} | {f['train_step_s']:.2f} s | {b['train_step_s']:.2f} s | {b['train_step_s'] / f['train_step_s']:.2f} | "
+                       f"{f['inference_s']:.3f} s | {b['inference_s']:.3f} s | {b['inference_s'] / f['inference_s']:.2f} | "
+                       f"{f['peak_gib']:.2f} GiB | {b['peak_gib']:.2f} GiB |")
+        out.append("")
+    q = load('precision_quality_cpu.json')
+    if q:
+        shown = True
+        par, syn = q['parity'], q['synthetic']
+        out += [f"**The numbers** ({machine(q['machine'])})", "",
+                "The parity fixture (`tests/fixtures/mesm_parity_tiny`), eval forward and objective: the largest absolute "
+                "difference to the official float32 outputs, and the losses (official: float32, the official code).", "",
+                "| | pred_spans | pred_logits | saliency_scores | loss_span | loss_giou | loss_label | loss_saliency | total |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for p in ('fp32', 'bf16', 'official'):
+            r = par[p]; d = r.get('max_abs_diff')
+            cells = [f"{d[k]:.1e}" for k in ('pred_spans', 'pred_logits', 'saliency_scores')] if d else ['-'] * 3
+            cells += [f"{r['losses'][k]:.4f}" for k in ('loss_span', 'loss_giou', 'loss_label', 'loss_saliency')]
+            out.append(f"| {p} | " + ' | '.join(cells + [f"{r['total']:.4f}"]) + " |")
+        out += ["", f"The synthetic benchmark (seed {syn['benchmark_seed']}), `synthetic_experiment` trained "
+                f"{syn['epochs']} epochs at each precision, all else equal; the test split's metrics of the selected epoch:", "",
+                "| precision | training loss per epoch | R1@0.5 | R1@0.7 | mIoU | mAP | wall time |", "|---|---|---|---|---|---|---|"]
+        for p in ('fp32', 'bf16'):
+            r = syn[p]; t = r['test']
+            out.append(f"| {p} | {', '.join(f'{x:.3f}' for x in r['train_loss'])} | {t['MR-full-R1@0.5']:.2f} | "
+                       f"{t['MR-full-R1@0.7']:.2f} | {t['MR-full-miou']:.2f} | {t['MR-full-mAP']:.2f} | {r['seconds']:.0f} s |")
+        out.append("")
+    if not shown: out += ["*Not measured yet.*", ""]
+    notes = RES/'PRECISION.md'
+    if notes.exists(): out += [notes.read_text().strip(), ""]
+
+
 def prem_section(out: list):
     out += ["## PREM corpus search at TVR-val size", "",
             "The full-size TVR models (hidden 384, untrained: the speed does not depend on the weights) on a synthetic corpus of "
             "2,179 videos (113,868 clips of 4352-d image and 768-d subtitle features in float16 HDF5) and 10,895 queries "
             "(`bench/prem_search.py`): the corpus index (retriever over every video), the retrieval of every query, then the "
             "localizer on each query's top 10 videos, Eq 13, NMS and the VR/VCMR lists.", ""]
-    for r, m in measured('prem_search'):
+    for r, m in measured('prem_search', variants=('', '_bf16', '_fp32')):
         out += [f"**{m}** ({r.get('precision', 'fp32')}): {r['queries_searched']} queries searched",
                 "", "| index | retrieval | localization | per query | end to end, all 10,895 queries |", "|---|---|---|---|---|",
                 f"| {r['seconds_index']:.1f} s | {r.get('seconds_retrieve', float('nan')):.1f} s | {r.get('seconds_localize', float('nan')):.1f} s | "
@@ -106,7 +159,7 @@ def render() -> str:
            "Measured figures, each with the date and machine it came from. These machines are noisy: compare ratios measured "
            "side by side in one session, not figures across machines. `python bench/report.py` writes this page from "
            "`bench/results/*.json`.", ""]
-    mesm_section(out); prem_section(out); scale_section(out)
+    mesm_section(out); precision_section(out); prem_section(out); scale_section(out)
     notes = RES/'NOTES.md'
     if notes.exists(): out += [notes.read_text().strip(), ""]
     return '\n'.join(out).rstrip() + '\n'

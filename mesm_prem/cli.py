@@ -19,6 +19,7 @@ from .config import apply_overrides, load_config
 from .synthetic import SynthConfig, write_synthetic_benchmark
 from .datasets import dataset_stats, format_stats
 from .metrics import eval_vcmr, eval_vmr, load_json, load_jsonl
+from .training import PRECISIONS
 from .experiments import MESMExperiment, PRESETS, preset
 from .run_mesm import convert_official_checkpoint
 
@@ -297,7 +298,8 @@ def _add_train_command(sub):
 # %% ../nbs/18_cli.ipynb #acfa3733
 def cmd_predict(a) -> int:
     from mesm_prem.run_mesm import MESMPredictor
-    p = MESMPredictor(check_run_folder(a.run_dir, 'mesm', 'predict'), device=a.device, data_root=a.data_root)
+    p = MESMPredictor(check_run_folder(a.run_dir, 'mesm', 'predict'), device=a.device, data_root=a.data_root,
+                      precision=a.precision)
     rows = p.predict_video(a.video, queries=a.queries, splits=[a.split] if a.split else None, top_k=a.top_k,
                            duration=a.duration, text=a.text)
     lines = [json.dumps(r) for r in rows]
@@ -327,13 +329,17 @@ def _add_predict_command(sub):
     pr.add_argument('--out', help='write JSON lines here instead of stdout')
     pr.add_argument('--data-root', help='the data folder, when it moved since training')
     pr.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
+    pr.add_argument('--precision', choices=PRECISIONS,
+                    help="auto (bf16 on CUDA and on CPUs with bf16 units), fp32 or bf16 (default: the run's "
+                         "train.precision)")
     pr.set_defaults(func=cmd_predict)
 
 # %% ../nbs/18_cli.ipynb #b68f1907
 def cmd_search(a) -> int:
     from mesm_prem.run_prem import PREMSearcher
     from mesm_prem.corpus import search_corpus, ground_truth_vcmr, flat_metrics
-    s = PREMSearcher(check_run_folder(a.run_dir, 'prem', 'search'), device=a.device, data_root=a.data_root)
+    s = PREMSearcher(check_run_folder(a.run_dir, 'prem', 'search'), device=a.device, data_root=a.data_root,
+                     precision=a.precision)
     ann = s.inputs.annotations(a.split)
     labelled = all(q.windows for q in ann)
     idx = s.index(split=a.split, path=a.index)
@@ -358,6 +364,9 @@ def _add_search_command(sub):
     se.add_argument('--index', help='corpus index file: loaded when it exists, else written there')
     se.add_argument('--data-root', help="the data folder, when it moved since training")
     se.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
+    se.add_argument('--precision', choices=PRECISIONS,
+                    help="auto (bf16 on CUDA and on CPUs with bf16 units), fp32 or bf16, for both models (default: "
+                         "each stage's train.<stage>.precision)")
     se.add_argument('--quiet', action='store_true', help='no progress bars')
     se.set_defaults(func=cmd_search)
 

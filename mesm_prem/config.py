@@ -297,7 +297,7 @@ def config_changes(old: dict, new: dict, prefix: str = '') -> list:
             out.append((prefix + k, a, b))
     return out
 
-RESUME_SAFE = ('train.num_workers', 'train.eval_batch_size', 'train.epochs')
+RESUME_SAFE = ('train.num_workers', 'train.eval_batch_size', 'train.epochs', 'eval.cache_bytes')
 
 def check_resume(run_dir, cfg, safe=RESUME_SAFE):
     """Refuse (DataError) to resume `run_dir` with `cfg` when it changes a setting of the run's `config.json`

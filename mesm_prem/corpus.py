@@ -19,12 +19,15 @@ from .records import Annotations, DataError, read_annotations, read_video2dur
 from .stores import H5Store, SubtitleStore, TextStore, VideoFeatures
 from .spans import temporal_nms, topk_moments
 from .config import atomic_save, safe_load
-from .datasets import CorpusChunks, VCMRDataset, VCMRQueryDataset, collate_queries, pad_sequences, video_and_subs
+from .datasets import (CorpusChunks, VCMRDataset, VCMRQueryDataset, collate_queries, pad_sequences,
+                                pin_tensors, to_device, video_and_subs)
 from .prem import PREMConfig, PREMLocalizer, PREMRetriever
+from .training import precision_autocast
 from .experiments import PREMEval, PREMExperiment
 
 # %% auto #0
-__all__ = ['PREMInputs', 'ground_truth_vcmr', 'load_videos', 'retriever_fingerprint', 'corpus_fingerprint', 'index_provenance',
+__all__ = ['INDEX_FRACTION', 'CACHE_FRACTION', 'CPU_CACHE_BYTES', 'PREMInputs', 'ground_truth_vcmr', 'load_videos',
+           'free_device_memory', 'cache_budget', 'retriever_fingerprint', 'corpus_fingerprint', 'index_provenance',
            'check_provenance', 'CorpusIndex', 'query_batches', 'retrieve', 'retrieve_split', 'FlatCorpusIndex',
            'LocalizerVideoCache', 'localize', 'moments_from_logits', 'to_predictions', 'search_corpus', 'flat_metrics']
 
@@ -83,10 +86,36 @@ def load_videos(vids: list, inputs, device) -> tuple:
     "The padded features of `vids` on `device`: video (N, L, Dv), clip mask (N, L), subtitles (N, L, Ds) or None."
     parts = [video_and_subs(v, inputs.video, inputs.subtitles) for v in vids]
     vf, vm = pad_sequences([p[0] for p in parts])
-    sf = None if parts[0][1] is None else pad_sequences([p[1] for p in parts])[0].to(device)
-    return vf.to(device), vm.to(device), sf
+    sf = None if parts[0][1] is None else pad_sequences([p[1] for p in parts])[0]
+    return to_device((vf, vm, sf), device)
 
 # %% ../nbs/15_corpus.ipynb #c606df20
+INDEX_FRACTION = 0.75       # an index moves onto a GPU when it takes at most this share of its free memory
+CACHE_FRACTION = 0.25       # eval.cache_bytes=-1: the localizer's cache may take this share of a GPU's free memory,
+CPU_CACHE_BYTES = 1 << 30   # ... and this much on the CPU
+
+def free_device_memory(device) -> int | None:
+    "Free bytes of a CUDA `device` (`torch.cuda.mem_get_info`); None for any other device."
+    d = torch.device(device)
+    return torch.cuda.mem_get_info(d)[0] if d.type == 'cuda' else None
+
+def cache_budget(device, cache_bytes: int = -1) -> int:
+    """`cache_bytes`, or for -1 (auto, `eval.cache_bytes`' default) `CACHE_FRACTION` of the free memory of a CUDA
+    `device` and `CPU_CACHE_BYTES` elsewhere."""
+    if cache_bytes >= 0: return cache_bytes
+    free = free_device_memory(device)
+    return CPU_CACHE_BYTES if free is None else int(CACHE_FRACTION * free)
+
+def _index_limit(device, max_bytes: int | None) -> int | None:
+    "The bytes an index may take on `device`: `max_bytes`, else `INDEX_FRACTION` of a GPU's free memory (else none)."
+    if max_bytes is not None: return max_bytes
+    free = free_device_memory(device)
+    return None if free is None else int(INDEX_FRACTION * free)
+
+def _on(ts, device) -> bool:
+    d = torch.device(device)
+    return all(t.device.type == d.type and d.index in (None, t.device.index) for t in ts if torch.is_tensor(t))
+
 def _pad_to(x, L: int):
     "(N, l, ...) or (N, l) padded with zeros to length L along dim 1 (None stays None)."
     return None if x is None else F.pad(x, (0, 0, 0, L - x.shape[1]) if x.ndim == 3 else (0, L - x.shape[1]))
@@ -153,7 +182,8 @@ class CorpusIndex:
     @classmethod
     @torch.no_grad()
     def build(cls, retriever: PREMRetriever, vids, video: VideoFeatures, subtitles=None, chunk: int = 512, device='cpu',
-              progress=False, split: str | None = None):
+              progress=False, split: str | None = None, precision: str = 'fp32'):
+        "Encode `vids` with `retriever` (at `precision`, `precision_autocast`: the unit vectors are float32 anyway)."
         retriever.eval()
         chunks, masks = [], []
         it = CorpusChunks(list(vids), video, subtitles, chunk)
@@ -162,24 +192,44 @@ class CorpusIndex:
             it = tqdm(it, desc='encode corpus', leave=False)
         # one padded length for every chunk: a video's embedding never depends on its chunk
         L = max(video.n_clips(v) for v in vids)
-        pad = lambda x: None if x is None else _pad_to(x, L).to(device)
+        pad = lambda x: None if x is None else to_device(_pad_to(x, L), device)
         for c in it:
             m = pad(c.video_mask)
-            chunks.append(retriever.encode_videos(pad(c.video_feat), m, pad(c.sub_feat)))
+            with precision_autocast(precision, device):
+                chunks.append(retriever.encode_videos(pad(c.video_feat), m, pad(c.sub_feat)))
             masks.append(retriever.clip_mask(m, pad(c.sub_mask)))
         return cls(vids, chunks, masks, index_provenance(retriever, vids, split))
 
     def __len__(self): return len(self.vids)
+    @property
+    def nbytes(self) -> int: return sum(t.nbytes for t in self.chunks + self.masks)
+
+    def to(self, device, max_bytes: int | None = None) -> 'CorpusIndex':
+        """This index with its chunks on `device`, moved once, so that a search on it copies nothing. Only when they
+        fit: in `max_bytes`, by default `INDEX_FRACTION` of the free memory of a GPU (no limit on the CPU). When they
+        do not, a warning says so and the chunks stay in host memory, pinned, streamed to the queries' device
+        chunk by chunk by each search (asynchronous copies)."""
+        if _on(self.chunks + self.masks, device): return self
+        limit = _index_limit(device, max_bytes)
+        if limit is None or self.nbytes <= limit: mv = lambda ts: to_device(ts, device)
+        else:
+            warnings.warn(f"{self.source}: the corpus index takes {self.nbytes / 2**30:.2f} GiB, more than the "
+                          f"{limit / 2**30:.2f} GiB it may take on {device}: it stays in host memory (pinned) and "
+                          "each search streams it to the device", stacklevel=2)
+            mv = lambda ts: pin_tensors(to_device(ts, 'cpu'))
+        return CorpusIndex(self.vids, mv(self.chunks), mv(self.masks), self.provenance, self.source)
 
     @torch.no_grad()
     def search(self, q: torch.Tensor, k: int) -> tuple:
-        "(B, M, d) unit query vectors -> (B, k) scores and (B, k) corpus positions, best first."
+        """(B, M, d) unit query vectors -> (B, k) scores and (B, k) corpus positions, best first. Chunks on another
+        device than `q` are copied to it, each time: `to` moves the index once."""
         k = min(k, len(self))
         best_s = q.new_full((len(q), 0), float('-inf'))
         best_i = torch.zeros(len(q), 0, dtype=torch.long, device=q.device)
         start = 0
         for c, m in zip(self.chunks, self.masks):
-            s = PREMRetriever.video_scores(PREMRetriever.clip_scores(q, c.to(q.device)), m.to(q.device))
+            c, m = to_device((c, m), q.device)
+            s = PREMRetriever.video_scores(PREMRetriever.clip_scores(q, c), m)
             best_s, best_i = _merge_topk(best_s, best_i, s, start, k)
             start += len(c)
         return best_s, best_i
@@ -188,41 +238,47 @@ class CorpusIndex:
         atomic_save(dict(vids=self.vids, chunks=[c.cpu() for c in self.chunks], masks=[m.cpu() for m in self.masks],
                          provenance=self.provenance), path)
     @classmethod
-    def load(cls, path):
+    def load(cls, path, device=None, max_bytes: int | None = None):
+        "The index `save` wrote, in host memory, or moved to `device` (`to`: when it fits)."
         d = safe_load(path)
         if not isinstance(d, dict) or not {'vids', 'chunks', 'masks'} <= set(d):
             raise DataError(f"{path}: not a corpus index file")
-        return cls(d['vids'], d['chunks'], d['masks'], d.get('provenance'), source=path)
+        idx = cls(d['vids'], d['chunks'], d['masks'], d.get('provenance'), source=path)
+        return idx if device is None else idx.to(device, max_bytes)
 
-def query_batches(queries: VCMRQueryDataset, batch: int):
-    "Collated batches of `queries` in order (no DataLoader: it would draw its base seed from the global generator)."
+def query_batches(queries: VCMRQueryDataset, batch: int, pin: bool = False):
+    """Collated batches of `queries` in order (no DataLoader: it would draw its base seed from the global generator);
+    `pin`: in page-locked memory (with CUDA), for asynchronous copies to the GPU."""
     for i in range(0, len(queries), batch):
-        yield collate_queries([queries[j] for j in range(i, min(i + batch, len(queries)))])
+        b = collate_queries([queries[j] for j in range(i, min(i + batch, len(queries)))])
+        yield b.pin_memory() if pin else b
 
 @torch.no_grad()
 def retrieve(retriever: PREMRetriever, queries: VCMRQueryDataset, index: CorpusIndex, k: int, batch: int = 64,
-             device='cpu') -> tuple:
-    "Top-k videos of every query: (qids, (Q, k) scores, (Q, k) corpus positions)."
+             device='cpu', precision: str = 'fp32') -> tuple:
+    "Top-k videos of every query: (qids, (Q, k) scores, (Q, k) corpus positions); the queries encoded at `precision`."
     retriever.eval()
     qids, S, I = [], [], []
-    for b in query_batches(queries, batch):
-        q = retriever.encode_queries(b['query_feat'].to(device), b['query_mask'].to(device))
+    for b in query_batches(queries, batch, pin=torch.device(device).type == 'cuda'):
+        with precision_autocast(precision, device):
+            q = retriever.encode_queries(*to_device((b['query_feat'], b['query_mask']), device))
         s, i = index.search(q, k)
         qids += b['qid']; S.append(s.cpu()); I.append(i.cpu())
     return qids, torch.cat(S), torch.cat(I)
 
 def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = None, index: CorpusIndex | None = None,
                    device='cpu', progress: bool = False) -> tuple:
-    """Every query of `split` against the split's corpus (indexed here unless `index` is given): (qids, scores,
-    positions, index vids)."""
-    ev = inputs.exp.eval
+    """Every query of `split` against the split's corpus (indexed here unless `index` is given; a given index is
+    moved to `device` for the search when it fits, `CorpusIndex.to`): (qids, scores, positions, index vids). The
+    retriever runs at its stage's precision (`train.retriever.precision`)."""
+    ev, prec = inputs.exp.eval, inputs.exp.train.retriever.precision
     vids = list(inputs.corpus(split))
     if index is None:
         index = CorpusIndex.build(retriever, vids, inputs.video, inputs.subtitles, ev.video_chunk, device, progress,
-                                  split)
-    else: index.check(retriever, vids, split)
+                                  split, prec)
+    else: index = index.check(retriever, vids, split).to(device)
     qids, S, I = retrieve(retriever, VCMRQueryDataset(inputs.annotations(split), inputs.text), index,
-                          k or max(ev.vr_top, ev.top_videos), ev.query_batch, device)
+                          k or max(ev.vr_top, ev.top_videos), ev.query_batch, device, prec)
     return qids, S, I, index.vids
 
 # %% ../nbs/15_corpus.ipynb #9b19ac0c
@@ -237,6 +293,22 @@ class FlatCorpusIndex:
                             f"(last {self.offsets[-1]}), {len(clips)} clips, {len(mask)} mask rows")
 
     def __len__(self): return len(self.vids)
+    @property
+    def nbytes(self) -> int: return self.clips.nbytes + self.mask.nbytes
+
+    def to(self, device, max_bytes: int | None = None) -> 'FlatCorpusIndex':
+        """This index with `clips` and `mask` as tensors on `device` (`clips` keeps its dtype), read and moved once,
+        when they fit (`max_bytes`, by default as `CorpusIndex.to`). When they do not, a warning says so and the
+        index stays as it is (a memory-mapped one streams from the page cache or the disk)."""
+        arrays = (self.clips, self.mask)
+        if all(torch.is_tensor(a) for a in arrays) and _on(arrays, device): return self
+        limit = _index_limit(device, max_bytes)
+        if limit is not None and self.nbytes > limit:
+            warnings.warn(f"{self.source}: the flat corpus index takes {self.nbytes / 2**30:.2f} GiB, more than the "
+                          f"{limit / 2**30:.2f} GiB it may take on {device}: each search streams it", stacklevel=2)
+            return self
+        t = lambda a: to_device(a if torch.is_tensor(a) else torch.from_numpy(np.array(a)), device)
+        return FlatCorpusIndex(self.vids, self.offsets, t(self.clips), t(self.mask), self.provenance, self.source)
 
     def check(self, retriever: PREMRetriever, vids=None, split: str | None = None) -> 'FlatCorpusIndex':
         "`self`, when `retriever` built it (over `vids` / `split`); else a `DataError` naming the index folder."
@@ -307,9 +379,10 @@ class FlatCorpusIndex:
                 warnings.simplefilter('ignore', UserWarning)
                 x, m = (t[c0:c1] if torch.is_tensor(t) else torch.from_numpy(np.ascontiguousarray(t[c0:c1]))
                         for t in (self.clips, self.mask))
-            x, m = x.to(q.device, q.dtype), m.to(q.device)                                  # (C, M, d), (C, M)
+            x, m = to_device((x, m), q.device); x = x.to(q.dtype)                           # (C, M, d), (C, M)
             sc = torch.einsum('bmd,cmd->bcm', q, x).masked_fill(~m, float('-inf'))
-            owner = torch.from_numpy(np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))).to(q.device)
+            owner = np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))
+            owner = to_device(torch.from_numpy(owner), q.device)
             per = sc.new_full((B, v1 - v0, q.shape[1]), float('-inf'))
             per = per.scatter_reduce_(1, owner[None, :, None].expand_as(sc), sc, 'amax')
             s = per.masked_fill(per == float('-inf'), 0.).mean(-1)    # a stream with no clip counts 0 (masked_max)
@@ -319,12 +392,12 @@ class FlatCorpusIndex:
 
 # %% ../nbs/15_corpus.ipynb #adbbed2b
 class LocalizerVideoCache:
-    """The localizer's encodings (M, n_clips, d) of videos, each computed once at padded length `pad_to` and kept up
-    to `max_bytes`."""
-    def __init__(self, localizer: PREMLocalizer, inputs, pad_to: int, device='cpu', max_bytes: int = 4 << 30,
+    """The localizer's encodings (M, n_clips, d) of videos, each computed once at padded length `pad_to` and kept on
+    `device` up to `max_bytes` (-1: `cache_budget` of the device, as `eval.cache_bytes`)."""
+    def __init__(self, localizer: PREMLocalizer, inputs, pad_to: int, device='cpu', max_bytes: int = -1,
                  chunk: int = 128):
         self.localizer, self.inputs, self.pad_to, self.device = localizer, inputs, pad_to, device
-        self.max_bytes, self.chunk, self.bytes, self.enc = max_bytes, chunk, 0, OrderedDict()
+        self.max_bytes, self.chunk, self.bytes, self.enc = cache_budget(device, max_bytes), chunk, 0, OrderedDict()
 
     @torch.no_grad()
     def _encode(self, vids: list):
@@ -350,10 +423,14 @@ class LocalizerVideoCache:
 
 @torch.no_grad()
 def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, inputs, device='cpu',
-             cache: LocalizerVideoCache | None = None) -> tuple:
+             cache: LocalizerVideoCache | None = None, precision: str = 'fp32') -> tuple:
     """Queries (B, Lq, Dt) x their candidate videos (B lists of K vids) -> start, end logits (B, K, L) and clip mask
-    (B, K, L). `cache`: the videos' encodings come from (and stay in) it; otherwise each distinct video of the batch
-    is encoded here once."""
+    (B, K, L), float32. `cache`: the videos' encodings come from (and stay in) it; otherwise each distinct video of
+    the batch is encoded here once. The localizer runs at `precision` (`precision_autocast`)."""
+    with precision_autocast(precision, device):
+        return _localize(localizer, query_feat, query_mask, vids, inputs, device, cache)
+
+def _localize(localizer, query_feat, query_mask, vids, inputs, device, cache) -> tuple:
     localizer.eval()
     B, K = len(vids), len(vids[0])
     uniq = list(dict.fromkeys(v for row in vids for v in row))
@@ -361,10 +438,11 @@ def localize(localizer: PREMLocalizer, query_feat, query_mask, vids: list, input
                                          max_bytes=0)
     enc, vm = cache.get(uniq)
     at = {v: n for n, v in enumerate(uniq)}
-    pos = torch.tensor([[at[v] for v in row] for row in vids], device=device).flatten()
-    w, q = localizer.encode_queries(query_feat.to(device), query_mask.to(device))
+    pos, query_feat, query_mask = to_device((torch.tensor([[at[v] for v in row] for row in vids]).flatten(), query_feat,
+                                             query_mask), device)
+    w, q = localizer.encode_queries(query_feat, query_mask)
     rep = lambda x: x[:, None].expand(B, K, *x.shape[1:]).reshape(B * K, *x.shape[1:])
-    out = localizer.fuse_and_score(rep(w), rep(query_mask.to(device)), rep(q), enc[pos], vm[pos])
+    out = localizer.fuse_and_score(rep(w), rep(query_mask), rep(q), enc[pos], vm[pos])
     L = vm.shape[1]
     return out['start'].view(B, K, L).float(), out['end'].view(B, K, L).float(), vm[pos].view(B, K, L)
 
@@ -384,18 +462,21 @@ def moments_from_logits(start, end, mask, video_scores, ev: PREMEval, model: PRE
     st, ed, sc = topk_moments(lp_st.reshape(B * K, L), lp_ed.reshape(B * K, L), k, model.min_len,
                               model.max_len, mask.reshape(B * K, L), log=True)
     sc = sc.view(B, K, -1)
-    if video_scores is not None: sc = sc + video_scores[:, :, None].to(sc) / model.tau
+    if video_scores is not None:
+        sc = sc + video_scores[:, :, None].to(sc.device, sc.dtype, non_blocking=True) / model.tau
     top = sc.reshape(B, -1).topk(min(ev.max_before_nms, K * k), dim=1)
     slot = top.indices // k
     return slot, st.view(B, K * k).gather(1, top.indices), ed.view(B, K * k).gather(1, top.indices), top.values
 
 def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEval, clip_len: float) -> list:
-    "Per query: [[vid_idx, start s, end s, score], ...] after per-video NMS, best first."
+    """Per query: [[vid_idx, start s, end s, score], ...] after per-video NMS, best first. The (B, N) candidates come
+    to the host in one copy (one host sync per call, not per query; float64 holds the indices and scores exactly)."""
     out = []
-    for b in range(len(slot)):
+    for b, cands in enumerate(torch.stack([slot.double(), st.double(), ed.double(), score.double()], -1).tolist()):
         rows = []
-        for s_, i, j, v in zip(slot[b].tolist(), st[b].tolist(), ed[b].tolist(), score[b].tolist()):
+        for s_, i, j, v in cands:
             if not math.isfinite(v): continue
+            s_, i, j = int(s_), int(i), int(j)
             vid = vid_rows[b][s_]
             dur, vidx = corpus[vid]
             a, e = i * clip_len, (j + 1) * clip_len
@@ -414,11 +495,12 @@ def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEv
 def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: CorpusIndex | None = None, device='cpu',
                   retrieval: tuple | None = None, svmr: bool = True, progress: bool = False) -> dict:
     """The TVR submission of every query of `split` searched in the split's corpus. A given `index` must have been
-    built by `retriever` over this split's corpus (else a `DataError` naming its file). Draws nothing from the global
-    random generators."""
-    exp, ev = inputs.exp, inputs.exp.eval
+    built by `retriever` over this split's corpus (else a `DataError` naming its file). Each model runs at its stage's
+    precision (`train.retriever.precision`, `train.localizer.precision`). Draws nothing from the global random
+    generators."""
+    exp, ev, prec = inputs.exp, inputs.exp.eval, inputs.exp.train.localizer.precision
     corpus = inputs.corpus(split)
-    cache = LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in corpus), device)
+    cache = LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in corpus), device, ev.cache_bytes)
     ann = inputs.annotations(split)
     queries = VCMRQueryDataset(ann, inputs.text)
     qids, S, I, vids = retrieval or retrieve_split(retriever, inputs, split, index=index, device=device,
@@ -427,19 +509,21 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
     sub = dict(video2idx={v: corpus[v][1] for v in corpus}, VCMR=[], VR=[])
     if svmr: sub['SVMR'] = []
     row = 0
-    it = query_batches(queries, ev.query_batch)     # no DataLoader: the search draws nothing from the global generators
+    # no DataLoader: the search draws nothing from the global generators; pinned batches go to a GPU asynchronously
+    it = query_batches(queries, ev.query_batch, pin=torch.device(device).type == 'cuda')
     if progress:
         from tqdm.auto import tqdm
         it = tqdm(it, total=math.ceil(len(queries) / ev.query_batch), desc=f'search {split}', leave=False)
+    S_host, I_host = S.tolist(), I.tolist()       # the retrieval, read by Python once (not per batch)
     for b in it:
         n = len(b['qid'])
-        s, i = S[row:row + n], I[row:row + n]; row += n
-        for qid, ss, ii in zip(b['qid'], s.tolist(), i.tolist()):
+        s, hs, hi = S[row:row + n], S_host[row:row + n], I_host[row:row + n]; row += n
+        for qid, ss, ii in zip(b['qid'], hs, hi):
             vr = [[corpus[vids[p]][1], 0, 0, round(x, 4)] for x, p in zip(ss[:ev.vr_top], ii[:ev.vr_top])]
             sub['VR'].append(dict(desc_id=qid, desc=by_q[qid].sentence, predictions=vr))
-        K = min(ev.top_videos, i.shape[1])
-        rows = [[vids[p] for p in r[:K]] for r in i.tolist()]
-        st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], rows, inputs, device, cache)
+        K = min(ev.top_videos, I.shape[1])
+        rows = [[vids[p] for p in r[:K]] for r in hi]
+        st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], rows, inputs, device, cache, prec)
         preds = to_predictions(*moments_from_logits(st, ed, mk, s[:, :K], ev, exp.model), rows, corpus, ev,
                                 exp.data.clip_len)
         for qid, p in zip(b['qid'], preds):
@@ -449,7 +533,7 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: C
             if any(r[0] is None or r[0] not in corpus for r in gt_rows):
                 raise DataError(f"{split}: SVMR needs every query's video in the corpus "
                                 "(a hidden split? use svmr=False)")
-            st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], gt_rows, inputs, device, cache)
+            st, ed, mk = localize(localizer, b['query_feat'], b['query_mask'], gt_rows, inputs, device, cache, prec)
             preds = to_predictions(*moments_from_logits(st, ed, mk, None, ev, exp.model), gt_rows, corpus, ev,
                                     exp.data.clip_len)
             for qid, p in zip(b['qid'], preds):

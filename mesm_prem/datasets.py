@@ -11,7 +11,7 @@ import random
 import torch
 import warnings
 from collections import Counter, OrderedDict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from torch.utils.data import DataLoader, Dataset, Sampler
 from typing import Iterator, Sequence
@@ -21,9 +21,10 @@ from .stores import FeatureStore, MLMVocab, SubtitleStore, TextStore, VideoFeatu
 from .spans import clip_mask, mesm_clip_span, tvr_clip_span
 
 # %% auto #0
-__all__ = ['pad_sequences', 'VMRDataset', 'VMRBatch', 'collate_vmr', 'VideoGroupBatchSampler', 'SequentialGroupBatchSampler',
-           'vmr_loader', 'set_vmr_epoch', 'video_and_subs', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr',
-           'VCMRQueryDataset', 'collate_queries', 'CorpusChunk', 'CorpusChunks', 'dataset_stats', 'format_stats']
+__all__ = ['AUTO_WORKERS', 'pad_sequences', 'VMRDataset', 'map_tensors', 'pin_tensors', 'to_device', 'VMRBatch', 'collate_vmr',
+           'VideoGroupBatchSampler', 'SequentialGroupBatchSampler', 'loader_settings', 'vmr_loader', 'set_vmr_epoch',
+           'video_and_subs', 'VCMRDataset', 'VCMRBatch', 'collate_vcmr', 'VCMRQueryDataset', 'QueryBatch',
+           'collate_queries', 'CorpusChunk', 'CorpusChunks', 'dataset_stats', 'format_stats']
 
 # %% ../nbs/05_datasets.ipynb #47bbbb5d
 def pad_sequences(seqs: Sequence[torch.Tensor], value=0) -> tuple:
@@ -153,6 +154,28 @@ class VMRDataset(Dataset):
         return dict(group=qs[0].group, vids=list(feats), feats=list(feats.values()), rows=rows)
 
 # %% ../nbs/05_datasets.ipynb #44ae583d
+def map_tensors(x, f):
+    "`x` with `f` applied to every tensor in it (also inside dataclasses, dicts, lists and tuples)."
+    if isinstance(x, torch.Tensor): return f(x)
+    if is_dataclass(x) and not isinstance(x, type):
+        return type(x)(**{k.name: map_tensors(getattr(x, k.name), f) for k in fields(x)})
+    if isinstance(x, dict): return type(x)({k: map_tensors(v, f) for k, v in x.items()})
+    if isinstance(x, (list, tuple)) and any(isinstance(v, (torch.Tensor, list, tuple, dict)) for v in x):
+        return type(x)(map_tensors(v, f) for v in x)
+    return x
+
+def pin_tensors(x):
+    """`x` with its tensors in page-locked host memory, from where `to_device` copies them to the GPU while it
+    computes; `x` itself without CUDA (there is nothing to pin for)."""
+    return map_tensors(x, torch.Tensor.pin_memory) if torch.cuda.is_available() else x
+
+def to_device(x, device, non_blocking: bool = True):
+    """`x` with its tensors on `device`. Host->device copies are asynchronous (`non_blocking`: from pinned memory
+    they overlap with the GPU's work; from pageable memory CUDA stages them synchronously); a copy to the CPU never
+    is (its values would be read before they arrive)."""
+    nb = non_blocking and torch.device(device).type != 'cpu'
+    return map_tensors(x, lambda t: t.to(device, non_blocking=nb))
+
 @dataclass
 class VMRBatch:
     """A padded MESM batch: rows = sentences, grouped by video (shapes in the comments; the targets are None on a
@@ -188,13 +211,12 @@ class VMRBatch:
     def video_mask(self) -> torch.Tensor: return self.video_mask_v[self.row_video]
     def __len__(self): return len(self.row_video)
 
-    def to(self, device, non_blocking=False) -> 'VMRBatch':
-        "A copy with every tensor on `device` (lists of tensors too)."
-        def mv(v):
-            if isinstance(v, torch.Tensor): return v.to(device, non_blocking=non_blocking)
-            if isinstance(v, list) and v and isinstance(v[0], torch.Tensor): return [mv(e) for e in v]
-            return v
-        return VMRBatch(**{f.name: mv(getattr(self, f.name)) for f in fields(self)})
+    def to(self, device, non_blocking=True) -> 'VMRBatch':
+        "A copy with every tensor on `device` (lists of tensors too), copied asynchronously (`to_device`)."
+        return to_device(self, device, non_blocking)
+    def pin_memory(self) -> 'VMRBatch':
+        "A copy with every tensor pinned (`pin_tensors`); a `DataLoader(pin_memory=True)` calls it on each batch."
+        return pin_tensors(self)
 
 def _stack_opt(rows, k):
     if rows[0].get(k) is None: return None
@@ -290,16 +312,29 @@ class SequentialGroupBatchSampler(Sampler):
     def __iter__(self): return iter(self._batches())
     def __len__(self): return len(self._batches())
 
-def vmr_loader(dataset: VMRDataset, batch_size: int, train: bool = True, seed: int = 0, num_workers: int = 0,
-               **kw) -> DataLoader:
-    """A DataLoader of `VMRBatch`es; call `set_vmr_epoch(loader, epoch)` before each epoch. `train=True`: shuffled
-    batches of distinct videos (`VideoGroupBatchSampler`); `train=False`: every item exactly once, in order."""
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise DataError(f"num_workers={num_workers!r}: must be an integer >= 0")
+AUTO_WORKERS = 2   # the worker processes of `num_workers=-1` on CUDA
+
+def loader_settings(device=None, num_workers: int = -1, prefetch_factor: int = 2) -> dict:
+    """The DataLoader keywords that keep `device` fed. `num_workers=-1` (auto): `AUTO_WORKERS` processes read and
+    collate the next batches while a GPU computes (each holds `prefetch_factor` batches), none on the CPU, where they
+    would take cores from the model. On CUDA the batches are pinned (`pin_memory`): their copies to the GPU are then
+    asynchronous. (Workers are never persistent: the per-epoch draws live in the dataset, `set_epoch`, which
+    persistent workers would keep from the first epoch.)"""
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < -1:
+        raise DataError(f"num_workers={num_workers!r}: must be an integer >= 0, or -1 (auto)")
+    cuda = device is not None and torch.device(device).type == 'cuda'
+    n = (AUTO_WORKERS if cuda else 0) if num_workers == -1 else num_workers
+    return dict(num_workers=n, pin_memory=cuda, prefetch_factor=prefetch_factor if n else None)
+
+def vmr_loader(dataset: VMRDataset, batch_size: int, train: bool = True, seed: int = 0, num_workers: int = -1,
+               device=None, **kw) -> DataLoader:
+    """A DataLoader of `VMRBatch`es for `device` (`loader_settings`; `kw` overrides them); call
+    `set_vmr_epoch(loader, epoch)` before each epoch. `train=True`: shuffled batches of distinct videos
+    (`VideoGroupBatchSampler`); `train=False`: every item exactly once, in order."""
     sampler = (VideoGroupBatchSampler(dataset, batch_size, True, seed) if train
                else SequentialGroupBatchSampler(dataset, batch_size))
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_vmr, num_workers=num_workers,
-                      persistent_workers=False, **kw)
+    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_vmr, persistent_workers=False,
+                      **{**loader_settings(device, num_workers), **kw})
 
 def set_vmr_epoch(loader: DataLoader, epoch: int):
     "Reseed the batch order and the per-item random draws of a `vmr_loader` for `epoch`."
@@ -386,10 +421,8 @@ class VCMRBatch:
     vid_idx: torch.Tensor        # (B,) global video index (-1 when unknown)
     qtype: list
     def __len__(self): return len(self.qid)
-    def to(self, device, non_blocking=False) -> 'VCMRBatch':
-        return VCMRBatch(**{f.name: (v.to(device, non_blocking=non_blocking)
-                                     if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                            for f in fields(self)})
+    def to(self, device, non_blocking=True) -> 'VCMRBatch': return to_device(self, device, non_blocking)
+    def pin_memory(self) -> 'VCMRBatch': return pin_tensors(self)
 
 def collate_vcmr(items: list) -> VCMRBatch:
     "Collate `VCMRDataset` items into a `VCMRBatch`."
@@ -418,10 +451,15 @@ class VCMRQueryDataset(Dataset):
         q = self.queries[i]
         return dict(qid=q.qid, query_feat=torch.from_numpy(self.text[q.qid].feat))
 
-def collate_queries(items: list) -> dict:
+class QueryBatch(dict):
+    "A dict batch of queries that pins and moves like the dataclass batches."
+    def to(self, device, non_blocking=True) -> 'QueryBatch': return to_device(self, device, non_blocking)
+    def pin_memory(self) -> 'QueryBatch': return pin_tensors(self)
+
+def collate_queries(items: list) -> QueryBatch:
     "Pad query token features: {'qid': list, 'query_feat': (B, Lq, Dq), 'query_mask': (B, Lq)}."
     f, m = pad_sequences([it['query_feat'] for it in items])
-    return dict(qid=[it['qid'] for it in items], query_feat=f, query_mask=m)
+    return QueryBatch(qid=[it['qid'] for it in items], query_feat=f, query_mask=m)
 
 @dataclass
 class CorpusChunk:

@@ -16,7 +16,7 @@ from .config import (ConfigSection, Renamed, apply_overrides, check_bool, check_
 from .losses import MESMCriterion
 from .mesm import MESMConfig
 from .prem import PREMConfig
-from .training import LoopConfig
+from .training import AMP_PRECISION, LoopConfig
 
 # %% auto #0
 __all__ = ['HELDOUT', 'MESM_DATASETS', 'DATASET_RENAMED', 'RENAMED_PRESETS', 'SELECT', 'MR_SCORES', 'HL_SCORES', 'MESM_RENAMED',
@@ -98,11 +98,11 @@ class MESMTrain(LoopConfig):
     eval_batch_size: int = 30
     seed: int = 2019
     select: str = 'val'                    # one of SELECT
-    num_workers: int = 0
+    num_workers: int = -1                  # loader processes; -1 (auto): 2 on CUDA, 0 on the CPU (`loader_settings`)
 
     def check(self):
         super().check()
-        _ints(self, ('batch_size', 'eval_batch_size'), 1); _ints(self, ('num_workers',), 0); _ints(self, ('seed',))
+        _ints(self, ('batch_size', 'eval_batch_size'), 1); _ints(self, ('num_workers',), -1); _ints(self, ('seed',))
         check_choice('select', self.select, SELECT)
 
 @dataclass
@@ -124,6 +124,7 @@ class MESMEval(ConfigSection):
 # keys of config.json files written before their renaming (`load_config` moves them; `03_config`)
 MESM_RENAMED = {'train.max_es_cnt': Renamed('train.patience'),
                 'train.select_on': Renamed('train.select'),
+                'train.amp': Renamed('train.precision', AMP_PRECISION),  # amp=true: 'auto', false: 'fp32'
                 'data.dataset': Renamed('data.dataset', DATASET_RENAMED),
                 'name': Renamed('name', RENAMED_PRESETS)}         # a preset's name, the label of its runs
 
@@ -243,10 +244,11 @@ class PREMTrain(ConfigSection):
     neg_pool: int = 100                    # sampled from the retriever's top `neg_pool`
     seed: int = 2024
     select: str = 'val'                    # one of SELECT ('last': the last epoch of each stage)
-    num_workers: int = 0
+    num_workers: int = -1                  # loader processes; -1 (auto): 2 on CUDA, 0 on the CPU (`loader_settings`)
 
     def check(self):
-        _ints(self, ('n_neg', 'num_workers'), 0); _ints(self, ('neg_pool',), 1); _ints(self, ('seed',))
+        _ints(self, ('n_neg',), 0); _ints(self, ('num_workers',), -1); _ints(self, ('neg_pool',), 1)
+        _ints(self, ('seed',))
         check_choice('select', self.select, SELECT)
 
 @dataclass
@@ -262,9 +264,11 @@ class PREMEval(ConfigSection):
     clamp_to_duration: bool = True         # baselines: False (a moment may end after its video)
     query_batch: int = 64
     video_chunk: int = 512
+    cache_bytes: int = -1                  # the localizer's video cache; -1 (auto): `cache_budget` of the device
 
     def check(self):
         _ints(self, ('top_videos', 'vr_top', 'max_before_nms', 'max_after_nms', 'query_batch', 'video_chunk'), 1)
+        _ints(self, ('cache_bytes',), -1)
         check_choice('norm', self.norm, ('video', 'joint')); check_range('nms_thd', self.nms_thd, hi=1)
         check_bool('clamp_to_duration', self.clamp_to_duration)
 
@@ -272,7 +276,9 @@ PREM_RENAMED = {   # keys of config.json files written before their renaming (`l
     **{f'train.{s}_{old}': Renamed(f'train.{s}.{new}') for s in ('retriever', 'localizer')
        for old, new in (('epochs', 'epochs'), ('batch', 'batch_size'), ('stop', 'stop_score'))},
     **{f'train.{k}': Renamed((f'train.retriever.{k}', f'train.localizer.{k}'))      # one value for both stages
-       for k in ('lr', 'weight_decay', 'warmup', 'grad_clip', 'amp', 'save_every')},
+       for k in ('lr', 'weight_decay', 'warmup', 'grad_clip', 'save_every')},
+    'train.amp': Renamed(('train.retriever.precision', 'train.localizer.precision'), AMP_PRECISION),
+    **{f'train.{s}.amp': Renamed(f'train.{s}.precision', AMP_PRECISION) for s in ('retriever', 'localizer')},
     'train.select': Renamed('train.select', {True: 'val', False: 'last'}),
     'eval.max_len': Renamed('model.max_len'), 'eval.min_len': Renamed('model.min_len')}   # they had to be equal
 

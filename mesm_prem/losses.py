@@ -5,13 +5,14 @@
 # %% ../nbs/07_losses.ipynb #0e69fd07
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from scipy.optimize import linear_sum_assignment
 
-from .spans import generalized_temporal_iou, span_cxw_to_xx, span_xx_to_cxw, length_band_mask
+from .spans import generalized_temporal_iou, invalid_spans, span_cxw_to_xx, span_xx_to_cxw
 from .attention import at_least_fp32
 
 # %% auto #0
@@ -28,42 +29,53 @@ class HungarianMatcher:
     cost_giou: float = 1.
 
     @torch.no_grad()
-    def cost(self, pred_logits, pred_spans, tgt_spans, tgt_moments) -> torch.Tensor:
+    def cost(self, pred_logits, pred_spans, tgt_spans, tgt_moments, check: bool = True) -> torch.Tensor:
         "(Q, 2) logits, (Q, 2) cxw spans, (T, 2) cxw targets, (T, 2) xx targets -> (Q, T) matching cost."
         prob = pred_logits.softmax(-1)[:, 0:1]
         c_span = torch.cdist(pred_spans, tgt_spans, p=1)
-        c_giou = -generalized_temporal_iou(span_cxw_to_xx(pred_spans), tgt_moments)
+        c_giou = -generalized_temporal_iou(span_cxw_to_xx(pred_spans), tgt_moments, check)
         return self.cost_span * c_span + self.cost_giou * c_giou - self.cost_class * prob
 
     @torch.no_grad()
     def __call__(self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, tgt_spans: list, tgt_moments: list) -> list:
         """(B, Q, 2) logits and cxw spans; per row a (T_i, 2) cxw target and its (T_i, 2) xx form.
         Returns per row (query indices, target indices), int64 tensors of equal length min(Q, T_i)."""
-        out = []
-        for i in range(len(pred_spans)):
-            C = self.cost(pred_logits[i], pred_spans[i], tgt_spans[i], tgt_moments[i]).cpu()
-            if C.shape[1] == 1:   # one window: the cheapest query (what linear_sum_assignment returns on one column)
-                out.append((C[:, 0].argmin().view(1), torch.zeros(1, dtype=torch.long)))
+        B, Q = pred_spans.shape[:2]
+        sizes = [len(t) for t in tgt_spans]
+        tgt_xx = torch.cat(list(tgt_moments))
+        # every (query, target) cost of the batch at once (row i's block: its targets' columns), and the spans' check
+        C = self.cost(pred_logits.flatten(0, 1), pred_spans.flatten(0, 1), torch.cat(list(tgt_spans)), tgt_xx, False)
+        bad = invalid_spans(span_cxw_to_xx(pred_spans.flatten(0, 1)), tgt_xx)
+        host = torch.cat([C.flatten(), bad.to(C.dtype)[None]]).cpu()            # one copy to the host per call
+        if host.numpy()[-1]: raise ValueError("spans must have end >= start")
+        C = host[:-1].view(B, Q, sum(sizes))
+        out, t0 = [], 0
+        for i, T in enumerate(sizes):
+            c = C[i, :, t0:t0 + T]; t0 += T
+            if T == 1:   # one window: the cheapest query (what linear_sum_assignment returns on one column)
+                out.append((c[:, 0].argmin().view(1), torch.zeros(1, dtype=torch.long)))
             else:
-                q, t = linear_sum_assignment(C.numpy())
+                q, t = linear_sum_assignment(c.numpy())
                 out.append((torch.as_tensor(q, dtype=torch.long), torch.as_tensor(t, dtype=torch.long)))
         return out
 
 # %% ../nbs/07_losses.ipynb #40e11eeb
 def _matched(indices: list, device=None) -> tuple:
-    rows = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(device)
-    return rows, torch.cat([q for q, _ in indices]).to(device)
+    "The matched (rows, queries), made on the host (the matcher's indices) and copied without waiting for the device."
+    rows = torch.cat([torch.full_like(q, i) for i, (q, _) in enumerate(indices)]).to(device, non_blocking=True)
+    return rows, torch.cat([q for q, _ in indices]).to(device, non_blocking=True)
 
-def loss_spans(pred_spans, indices, tgt_spans: list, tgt_moments: list | None = None) -> dict:
+def loss_spans(pred_spans, indices, tgt_spans: list, tgt_moments: list | None = None, check: bool = True) -> dict:
     """L1 on (center, width) and 1 - gIoU on (start, end) of the matched pairs. With `tgt_moments` the gIoU
-    target is taken as given (the official single-window path), else converted from `tgt_spans`."""
+    target is taken as given (the official single-window path), else converted from `tgt_spans`. `check=False`:
+    the spans were checked already (the matcher checks them)."""
     rows, qs = _matched(indices, pred_spans.device)
     src = pred_spans[rows, qs]
     tgt = torch.cat([t[j] for t, (_, j) in zip(tgt_spans, indices)])
     tgt_xx = (torch.cat([t[j] for t, (_, j) in zip(tgt_moments, indices)]) if tgt_moments is not None
               else span_cxw_to_xx(tgt))
     l1 = F.l1_loss(src, tgt, reduction='none')
-    giou = 1 - torch.diag(generalized_temporal_iou(span_cxw_to_xx(src), tgt_xx))
+    giou = 1 - torch.diag(generalized_temporal_iou(span_cxw_to_xx(src), tgt_xx, check))
     return dict(loss_span=l1.mean(), loss_giou=giou.mean())
 
 def loss_labels(pred_logits, indices, eos_coef: float = 0.1) -> dict:
@@ -72,26 +84,29 @@ def loss_labels(pred_logits, indices, eos_coef: float = 0.1) -> dict:
     target = torch.ones(pred_logits.shape[:2], dtype=torch.long, device=pred_logits.device)
     target[rows, qs] = 0
     lg = at_least_fp32(pred_logits)
-    w = torch.tensor([1., eos_coef], dtype=lg.dtype, device=lg.device)   # not in bf16: there 0.1 is 0.10009765625
+    w = torch.tensor([1., eos_coef], dtype=lg.dtype).to(lg.device, non_blocking=True)   # not bf16: 0.1 = 0.10009765625
     ce = F.cross_entropy(lg.transpose(1, 2), target, w, reduction='none')
     acc = (pred_logits[rows, qs].argmax(-1) == 0).float().mean() * 100
     return dict(loss_label=ce.mean(), class_error=100 - acc)
 
 # %% ../nbs/07_losses.ipynb #acd989f7
 def loss_saliency(scores, neg_scores, video_mask, labels, rank_coef: float = 12., use_triplet: bool = False,
-                  pos_idx=None, neg_idx=None, margin: float = 0.2, tau: float = 0.5, levels: int = 11) -> dict:
+                  pos_idx=None, neg_idx=None, margin: float = 0.2, tau: float = 0.5, levels: int = 11,
+                  max_label: float | None = None) -> dict:
     """MESM's L_enc (Eq 6, official form): (B, L) clip scores of the sentence and of a negative sentence; labels
-    (B, L) (binary or 0..12)."""
+    (B, L) (binary or 0..12). `max_label`: the largest label when the caller knows it (binary: 1), else it is read
+    from `labels` (one host sync on a GPU)."""
     scores, neg_scores, m = at_least_fp32(scores), at_least_fp32(neg_scores), video_mask.float()
     neg_pair = (F.softplus(neg_scores) * m).sum(1).mean()          # -log(1 - sigmoid(x)), finite for every x
     s = torch.cat([scores, neg_scores], 1)
     y = torch.cat([labels.float(), torch.zeros_like(labels, dtype=torch.float)], 1)
     m2 = m.repeat(1, 2)
     s = m2 * s + (1. - m2) * -1e3
+    top = float(y.max()) if max_label is None else max_label
     rank = 0.
     for r in range(1, levels + 1):
+        if r > top: break                  # no positive at this level, nor above (a level without one would add 0)
         pos = y >= r
-        if not pos.any(): continue
         logits = s / tau
         logits = logits - logits.max(1, keepdim=True)[0]
         log_prob = logits - torch.log(torch.exp(logits).sum(1, keepdim=True) + 1e-6)
@@ -120,10 +135,16 @@ def loss_masked_words(logits, labels, mask, eps: float = 0.1) -> dict:
     return dict(loss_rec_fw=per.mean(), rec_fw_per_sentence=per, rec_fw_acc=acc)
 
 # %% ../nbs/07_losses.ipynb #272eb2c3
-def ss_positive_mask(norm_moments: torch.Tensor, group_sizes, gamma: float = 0.9) -> torch.Tensor:
-    "(B, B) bool: same video (block diagonal by `group_sizes`) and gIoU of the moments >= gamma."
-    blocks = [generalized_temporal_iou(m, m) for m in torch.split(norm_moments, [int(g) for g in group_sizes])]
-    return torch.block_diag(*blocks) >= gamma
+def ss_positive_mask(norm_moments: torch.Tensor, group_sizes, gamma: float = 0.9, check: bool = True) -> torch.Tensor:
+    """(B, B) bool: same video (block diagonal by `group_sizes`, a list, or a tensor: copied to the host) and gIoU of
+    the moments >= gamma. `check=False`: the moments were checked already (`generalized_temporal_iou`)."""
+    sizes = group_sizes.tolist() if torch.is_tensor(group_sizes) else [int(g) for g in group_sizes]
+    if sum(sizes) != len(norm_moments):
+        raise ValueError(f"group_sizes {sizes} add up to {sum(sizes)}, not to the {len(norm_moments)} moments")
+    video = torch.tensor([v for v, k in enumerate(sizes) for _ in range(k)]).to(norm_moments.device, non_blocking=True)
+    giou = generalized_temporal_iou(norm_moments, norm_moments, check)
+    # the block-diagonal matrix of each video's gIoUs, 0 across videos (as the official code), thresholded
+    return torch.where(video[:, None] == video[None, :], giou, torch.zeros_like(giou)) >= gamma
 
 def loss_segment_sentence(projed_video, clip_mask, words_feat, words_mask, pos_mask, tau: float = 0.5) -> dict:
     "L_ss (Eq 4-5, official form): supervised contrast of moment features (B, L, d) with sentence ones (B, W, d)."
@@ -163,7 +184,7 @@ class MESMCriterion:
         spans = [span_xx_to_cxw(w) for w in tg['norm_windows']]
         moments = None if self.multi_window else tg['norm_windows']
         idx = self.matcher(out['pred_logits'], out['pred_spans'], spans, tg['norm_windows'])
-        d = loss_spans(out['pred_spans'], idx, spans, moments)
+        d = loss_spans(out['pred_spans'], idx, spans, moments, check=False)     # the matcher checked the spans
         d.update(loss_labels(out['pred_logits'], idx, self.eos_coef))
         return d, idx
 
@@ -173,17 +194,18 @@ class MESMCriterion:
         losses, idx = self._set_losses(out, tg)
         losses['indices'] = idx
         if self.use_enc:
-            labels = tg['saliency_label'] if tg.get('saliency_label') is not None else tg['clip_mask'].float()
+            binary = tg.get('saliency_label') is None
+            labels = tg['clip_mask'].float() if binary else tg['saliency_label']
             sal = loss_saliency(out['saliency_scores'], out['neg_saliency_scores'], tg['video_mask'], labels,
                                 self.rank_coef, self.use_triplet, tg.get('pos_idx'), tg.get('neg_idx'),
-                                self.saliency_margin)
+                                self.saliency_margin, max_label=1. if binary else None)
             losses['loss_saliency'] = sal['loss_saliency']
         if self.use_fw and training and 'recfw_words_logit' in out:
             fw = loss_masked_words(out['recfw_words_logit'], tg['words_label'], out['words_mask'])
             losses.update(loss_rec_fw=fw['loss_rec_fw'], rec_fw_acc=fw['rec_fw_acc'])
         if self.use_ss:
             mom = torch.stack([torch.stack([w[:, 0].min(), w[:, 1].max()]) for w in tg['norm_windows']])
-            pos = ss_positive_mask(mom, tg['group_sizes'], self.iou_gamma)
+            pos = ss_positive_mask(mom, tg['group_sizes'], self.iou_gamma, check=False)
             losses.update(loss_segment_sentence(out['projed_video_feat'], tg['clip_mask'], out['expanded_words_feat'],
                                                 out['expanded_words_mask'], pos, self.recss_tau))
         for i, aux in enumerate(out.get('aux_outputs', [])):
@@ -247,13 +269,14 @@ def clip_span_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return inter / union
 
 def positive_segments(st: int, ed: int, n_clips: int, thd: float = 0.7, max_len: int | None = None) -> torch.Tensor:
-    "(S, 2) inclusive clip spans of one video with IoU > thd with the GT span [st, ed] (the GT always included)."
-    ok = length_band_mask(n_clips, 1, max_len)
-    ok[st, ed] = True
-    i, j = torch.nonzero(ok, as_tuple=True)
-    seg = torch.stack([i, j], 1)
-    keep = clip_span_iou(seg, torch.tensor([st, ed])) > thd
-    return seg[keep | ((seg[:, 0] == st) & (seg[:, 1] == ed))]
+    """(S, 2) inclusive clip spans of one video with IoU > thd with the GT span [st, ed] (the GT always included), in
+    row-major order: a CPU tensor, made on the host from plain integers (no device involved)."""
+    i, j = (x.ravel() for x in np.indices((n_clips, n_clips)))
+    ok = (j >= i) if max_len is None else (j >= i) & (j - i + 1 <= max_len)       # as `length_band_mask`
+    ok.reshape(n_clips, n_clips)[st, ed] = True
+    seg = np.stack([i[ok], j[ok]], 1)
+    keep = (clip_span_iou(torch.from_numpy(seg), torch.tensor([st, ed])) > thd).numpy()
+    return torch.from_numpy(seg[keep | ((seg[:, 0] == st) & (seg[:, 1] == ed))])
 
 def loss_adversarial(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     "Binary cross-entropy of segment logits (N,) against labels (N,) (1 = relevant segment)."

@@ -20,8 +20,9 @@ from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, 
                                  run_layer, sine_positions)
 
 # %% auto #0
-__all__ = ['EVAL_NEGATIVE_SEED', 'MESMConfig', 'postprocess_text', 'group_sets', 'sample_negative_rows', 'sample_masked_words',
-           'MESMOutput', 'MESM', 'convert_official_state_dict', 'config_from_official_state_dict']
+__all__ = ['EVAL_NEGATIVE_SEED', 'MESMConfig', 'postprocess_text', 'host_ints', 'group_sets', 'sample_negative_rows',
+           'sample_masked_words', 'MESMOutput', 'MESM', 'convert_official_state_dict',
+           'config_from_official_state_dict']
 
 # %% ../nbs/10_mesm.ipynb #c44e4fcd
 @dataclass
@@ -77,43 +78,49 @@ def postprocess_text(words_feat: torch.Tensor, words_mask: torch.Tensor, normali
     return w, s
 
 # %% ../nbs/10_mesm.ipynb #9b2b3407
+def host_ints(xs) -> list:
+    "Python ints (group sizes, row indices): from a list as they are, from a tensor copied once (a sync on a GPU)."
+    return xs.tolist() if torch.is_tensor(xs) else [int(x) for x in xs]
+
 def group_sets(sentences: torch.Tensor, group_sizes) -> tuple:
     """(B, D) sentence vectors -> per row the vectors of its group (B, K_max, D), their mask (B, K_max) and the
     row's own slot (B, K_max) bool."""
-    sizes = [int(g) for g in group_sizes]
+    sizes = host_ints(group_sizes)
     sets, own = [], []
     for start, k in zip(np.cumsum([0] + sizes[:-1]), sizes):
         for j in range(k): sets.append(sentences[start:start + k]); own.append(j)
     padded, mask = pad_sequences(sets)
-    slot = torch.zeros_like(mask)
+    slot = torch.zeros(mask.shape, dtype=mask.dtype)                      # made on the host, then copied
     slot[torch.arange(len(own)), torch.tensor(own)] = True
-    return padded, mask, slot
+    return padded, mask, slot.to(mask.device, non_blocking=True)
 
 EVAL_NEGATIVE_SEED = 0   # the negative rows of an eval-mode forward come from a generator seeded with this
 
 def sample_negative_rows(group_sizes, generator: torch.Generator | None = None) -> torch.Tensor:
-    "(B,) for every row a uniformly drawn row of another group (at least two groups are needed)."
-    sizes = torch.as_tensor([int(g) for g in group_sizes])
+    """(B,) for every row a uniformly drawn row of another group (at least two groups are needed): a CPU tensor,
+    drawn on the host from `generator` (default: PyTorch's global CPU generator), one draw per row."""
+    sizes = host_ints(group_sizes)
     if len(sizes) < 2: raise ValueError("the negative pass needs at least two videos in the batch")
-    group = torch.repeat_interleave(torch.arange(len(sizes)), sizes)
-    B = len(group)
-    out = []
-    for i in range(B):
-        cand = torch.nonzero(group != group[i])[:, 0]
-        out.append(cand[torch.randint(len(cand), (1,), generator=generator)][0])
-    return torch.stack(out)
+    B, out, start = sum(sizes), [], 0
+    for k in sizes:
+        for _ in range(k):   # the r-th of the B - k rows outside rows start..start + k - 1
+            r = torch.randint(B - k, (1,), generator=generator)
+            out.append(r + k * (r >= start))
+        start += k
+    return torch.cat(out)
 
 # %% ../nbs/10_mesm.ipynb #7cd34e06
 def sample_masked_words(words_mask: torch.Tensor, weights: torch.Tensor, rng) -> torch.Tensor:
-    "(B, W) bool mask of the tokens to hide; `rng` a numpy RandomState or Generator."
-    w = F.normalize(weights.float(), dim=1, p=1)
-    out = torch.zeros_like(words_mask)
+    """(B, W) mask of the tokens to hide, on `words_mask`'s device; `rng` a numpy RandomState or Generator. The draws
+    are made on the host: give the batch's host tensors (those on a GPU are copied to the host once)."""
+    w = F.normalize(weights.float(), dim=1, p=1).numpy(force=True)
+    out = np.zeros(tuple(words_mask.shape), dtype=bool)
     for i, l in enumerate(words_mask.sum(1).tolist()):
         if l <= 1: continue
-        p = w[i, :l].cpu().numpy()
+        p = w[i, :l]
         if p.sum() <= 0: raise ValueError(f"row {i}: every valid token has weight 0, nothing can be masked")
-        out[i, torch.as_tensor(rng.choice(np.arange(l), max(l // 3, 1), replace=False, p=p))] = True
-    return out
+        out[i, rng.choice(np.arange(l), max(l // 3, 1), replace=False, p=p)] = True
+    return torch.from_numpy(out).to(words_mask.device, words_mask.dtype, non_blocking=True)
 
 # %% ../nbs/10_mesm.ipynb #ac35fe02
 def _group(name: str): return field(default=None, metadata=dict(group=name))
@@ -215,16 +222,19 @@ class MESM(nn.Module):
 @patch
 def project_videos(self: MESM, video_feat, row_video=None) -> torch.Tensor:
     """Input projection of the clips (B, Lv, Dv) -> F_v (B, Lv, d). With `dedup_video` and `row_video` (B,) (which
-    rows share a video, as `VMRBatch.row_video`), each distinct video is projected once and handed to its rows;
-    otherwise every row."""
+    rows share a video, as `VMRBatch.row_video`: a list, or a tensor), each distinct video is projected once and
+    handed to its rows; otherwise every row."""
     B = len(video_feat)
     if not self.cfg.dedup_video or row_video is None: return self.input_vid_proj(video_feat)
-    if row_video.shape != (B,): raise ValueError(f"row_video must have shape ({B},), got {tuple(row_video.shape)}")
-    _, inv = torch.unique(row_video, return_inverse=True)
-    n = int(inv.max()) + 1
-    if n == B: return self.input_vid_proj(video_feat)
-    first = torch.full((n,), B, device=inv.device).scatter_reduce_(0, inv, torch.arange(B, device=inv.device), 'amin')
-    return self.input_vid_proj(video_feat[first])[inv]
+    shape = tuple(row_video.shape) if torch.is_tensor(row_video) else (len(row_video),)
+    if shape != (B,): raise ValueError(f"row_video must have shape ({B},), got {shape}")
+    rows = host_ints(row_video)                      # the batch's list as it is; a tensor copied to the host once
+    ids = sorted(set(rows))                          # the distinct videos, in order (as `torch.unique`)
+    if len(ids) == B: return self.input_vid_proj(video_feat)
+    at = {v: k for k, v in enumerate(ids)}
+    # each video's first row, then every row's video: indices made on the host, copied without waiting
+    idx = torch.tensor([rows.index(v) for v in ids] + [at[r] for r in rows]).to(video_feat.device, non_blocking=True)
+    return self.input_vid_proj(video_feat[idx[:len(ids)]])[idx[len(ids):]]
 
 # %% ../nbs/10_mesm.ipynb #61804c50
 @patch
@@ -248,7 +258,8 @@ def reconstruct_sentence(self: MESM, video_raw, video_mask, sentence, group_size
         keys, key_mask = torch.cat([vid, slots], 1), torch.cat([video_mask, set_mask], 1)
     else: keys, key_mask = vid, video_mask
     out = self.ss_mesm(slots, keys, key_mask, x_mask=set_mask)
-    return F.normalize(out[slot], dim=-1)
+    own = torch.arange(len(out), device=out.device), slot.int().argmax(1)   # each row's slot (its only True)
+    return F.normalize(out[own], dim=-1)
 
 # %% ../nbs/10_mesm.ipynb #46a81250
 @patch
@@ -319,11 +330,11 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
     """MESM on B rows (sentences) of V videos -> `MESMOutput`.
 
     Inputs: video_feat (B, Lv, Dv) clip features, video_mask (B, Lv) True on real clips, words_feat (B, Lw, Dt) raw
-    token features, words_mask (B, Lw), group_sizes (V,) rows per video (consecutive rows); neg_index (B,) the rows
-    whose sentences the negative pass uses (default: drawn from other videos); masked_words (B, Lw) with
-    unknown_mask (B, Lw) and clip_mask (B, Lv) (the moment's clips) runs the masked-word branch (training);
-    row_video (B,) which rows share a video (lets `dedup_video` project each video once); intermediates: keep the
-    intermediate tensors too.
+    token features, words_mask (B, Lw), group_sizes (V,) rows per video (consecutive rows; a list, or a tensor read
+    on the host once); neg_index (B,) the rows whose sentences the negative pass uses (default: drawn from other
+    videos); masked_words (B, Lw) with unknown_mask (B, Lw) and clip_mask (B, Lv) (the moment's clips) runs the
+    masked-word branch (training); row_video (B,) which rows share a video (a list, or a tensor; lets `dedup_video`
+    project each video once); intermediates: keep the intermediate tensors too.
 
     Predictions:
       pred_logits             (B, Q, 2)         class logits of the last decoder layer, class 0 = foreground
@@ -356,6 +367,7 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
       neg_memory_global       (B, d)            and its g_enc
       recfw_out               (B, Lw, d)        the masked-word branch's layer output (only with masked_words)"""
     c = self.cfg
+    if c.ss or neg_index is None: group_sizes = host_ints(group_sizes)    # read on the host once
     words, sentence = postprocess_text(words_feat, words_mask, c.normalize_txt)
     pv, pw = self.project_videos(video_feat, row_video), self.input_txt_proj(words)
     vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
@@ -374,7 +386,7 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
                      projed_video_feat=pv, expanded_words_feat=xw, expanded_words_mask=xm)
     if neg_index is None:      # eval: a generator of its own, so that evaluating never reads or moves the global stream
         g = None if self.training else torch.Generator().manual_seed(EVAL_NEGATIVE_SEED)
-        neg_index = sample_negative_rows(group_sizes, g).to(video_feat.device)
+        neg_index = sample_negative_rows(group_sizes, g).to(video_feat.device, non_blocking=True)
     neg = self.negative_pass(pv, video_mask, vid_pos, xw, xm, neg_index)
     out.neg_index, out.neg_saliency_scores = neg_index, neg.pop('neg_saliency_scores')
     rec = None

@@ -202,7 +202,7 @@ def retriever_loss(model: PREMRetriever, batch) -> tuple:
     weak_v, weak_any = masked_max(own, cm & ~inside)
     weak = weak_v.mean(-1)
     code = {v: n for n, v in enumerate(dict.fromkeys(batch.vid))}
-    ids = torch.tensor([code[v] for v in batch.vid], device=scores.device)
+    ids = torch.tensor([code[v] for v in batch.vid]).to(scores.device, non_blocking=True)
     same = ids[:, None] == ids[None, :]                                     # (B, B) pairs of queries on one video
     with torch.autocast(device_type=scores.device.type, enabled=False):   # float32 scores / tau, float32 softmaxes
         out = loss_relevant_content(scores.float(), strong.float(), weak.float(), same, weak_any.all(-1), cfg.tau,
@@ -278,22 +278,26 @@ class PREMLocalizer(nn.Module):
         return self.adv_classifier(segment_max_pool(x, segments))[..., 0]
 
 # %% ../nbs/11_prem.ipynb #e68d9f3d
-def adversarial_segments(start, end, mask, st_idx, ed_idx, cfg: PREMConfig) -> tuple:
+def adversarial_segments(start, end, mask, st_idx, ed_idx, cfg: PREMConfig, positives: list | None = None) -> tuple:
     """(B, 1+n, L) logits and clip mask, (B,) moment -> segments (B, 1+n, S, 2), labels (B, 1+n, S), valid (B, 1+n, S).
-    Positive video: the segments with clip IoU > `adv_iou`; negatives: their top `adv_topk` decoded moments."""
+    Positive video: the segments with clip IoU > `adv_iou`; negatives: their top `adv_topk` decoded moments. The
+    positive video's are made on the host from `positives`, per row (st, ed, its clips) as Python ints (the batch's
+    `LocalizerBatch.positives`); without it they are read from `st_idx`, `ed_idx` and `mask`, in one copy."""
     B, V, L = start.shape
     with torch.no_grad():
         p_st = start[:, 1:].float().log_softmax(-1).reshape(-1, L)
         p_ed = end[:, 1:].float().log_softmax(-1).reshape(-1, L)
         nst, ned, nsc = topk_moments(p_st, p_ed, cfg.adv_topk, cfg.min_len, cfg.max_len, mask[:, 1:].reshape(-1, L),
                                      log=True)
-    pos = [positive_segments(int(s), int(e), int(n), cfg.adv_iou, cfg.max_len)
-           for s, e, n in zip(st_idx, ed_idx, mask[:, 0].sum(1))]
+    if positives is None: positives = torch.stack([st_idx, ed_idx, mask[:, 0].sum(1)], 1).tolist()
+    pos = [positive_segments(s, e, n, cfg.adv_iou, cfg.max_len) for s, e, n in positives]
     S = max(cfg.adv_topk, max(len(p) for p in pos))
+    seg0, ok0 = torch.zeros(B, S, 2, dtype=torch.long), torch.zeros(B, S, dtype=torch.bool)   # on the host
+    for b, p in enumerate(pos): seg0[b, :len(p)] = p; ok0[b, :len(p)] = True
     seg = torch.zeros(B, V, S, 2, dtype=torch.long, device=start.device)
     lab = torch.zeros(B, V, S, device=start.device); valid = torch.zeros(B, V, S, dtype=torch.bool, device=start.device)
-    for b, p in enumerate(pos):
-        seg[b, 0, :len(p)] = p.to(start.device); lab[b, 0, :len(p)] = 1; valid[b, 0, :len(p)] = True
+    seg[:, 0], valid[:, 0] = seg0.to(start.device, non_blocking=True), ok0.to(start.device, non_blocking=True)
+    lab[:, 0] = valid[:, 0]
     if V > 1:
         k = nst.shape[1]
         seg[:, 1:, :k] = torch.stack([nst, ned], -1).reshape(B, V - 1, k, 2)
@@ -301,7 +305,8 @@ def adversarial_segments(start, end, mask, st_idx, ed_idx, cfg: PREMConfig) -> t
     return seg, lab, valid
 
 def localizer_loss(model: PREMLocalizer, batch) -> tuple:
-    "(loss dict, total) of a `LocalizerBatch` (positive video first, then the hard negatives)."
+    """(loss dict, total) of a `LocalizerBatch` (positive video first, then the hard negatives). Its `positives`
+    (host copies of the moments and clip counts) let the adversarial segments be made without reading the device."""
     cfg = model.cfg
     B, V, L = batch.video_mask.shape
     rep = lambda x: None if x is None else x[:, None].expand(B, V, *x.shape[1:]).reshape(B * V, *x.shape[1:])
@@ -312,8 +317,10 @@ def localizer_loss(model: PREMLocalizer, batch) -> tuple:
     losses = loss_shared_norm(st, ed, batch.st_idx, batch.ed_idx, batch.video_mask, shared=cfg.shared_norm)
     total = losses['loss_loc']
     if cfg.adversarial:
-        seg, lab, valid = adversarial_segments(st, ed, batch.video_mask, batch.st_idx, batch.ed_idx, cfg)
+        seg, lab, valid = adversarial_segments(st, ed, batch.video_mask, batch.st_idx, batch.ed_idx, cfg,
+                                               getattr(batch, 'positives', None))
         logits = model.segment_logits(out['fused'], flat(batch.video_mask), seg.reshape(B * V, -1, 2)).view(B, V, -1)
-        losses.update(loss_adversarial(logits[valid].float(), lab[valid]))
+        keep = valid.flatten().nonzero()[:, 0]            # the real segments, in order (one host sync: their number)
+        losses.update(loss_adversarial(logits.flatten()[keep].float(), lab.flatten()[keep]))
         total = total + cfg.lam_adv * losses['loss_adv']
     return losses, total

@@ -27,14 +27,14 @@ from .text import (ClipTextFeatures, GloVePklTextFeatures, GloVeTextFeatures, Gl
                             count_tokens, counts_lines, extract_text, glove_pkl_counts_lines, glove_table,
                             load_clip_text_tower, read_glove_pkl, read_glove_txt, write_counts)
 from .mesm import MESM, config_from_official_state_dict, convert_official_state_dict, sample_masked_words
-from .training import (Trainer, TrainerConfig, init_distributed, rng_state, seed_everything, set_rng_state,
-                                shard_loader)
+from .training import (Trainer, TrainerConfig, init_distributed, precision_autocast, rng_state,
+                                seed_everything, set_rng_state, shard_loader)
 from .experiments import HELDOUT, MESMEval, MESMExperiment, PRESETS, selection_split
 
 # %% auto #0
 __all__ = ['read_split', 'heldout_videos', 'split_annotations', 'video_features', 'mesm_dataset', 'default_word_weights',
-           'mesm_step', 'fixed_rng', 'windows_from_outputs', 'predict_loader', 'ground_truth', 'evaluate_mesm',
-           'model_selection', 'train_mesm', 'load_official_checkpoint', 'experiment_from_official',
+           'mesm_step', 'fixed_rng', 'windows_from_batch', 'windows_from_outputs', 'predict_loader', 'ground_truth',
+           'evaluate_mesm', 'model_selection', 'train_mesm', 'load_official_checkpoint', 'experiment_from_official',
            'convert_official_checkpoint', 'load_mesm', 'MESMPredictor', 'mean_window', 'constant_window_baseline',
            'vocab_kind', 'build_vocab', 'text_encoder_for', 'extract_text_splits']
 
@@ -99,15 +99,18 @@ def default_word_weights(words_mask: torch.Tensor) -> torch.Tensor:
     return w
 
 def mesm_step(model: MESM, batch, criterion, device='cpu') -> tuple:
-    "Forward + objective for one `VMRBatch` (training)."
+    """Forward + objective for one `VMRBatch` (training). The batch goes to `device` asynchronously (from a loader's
+    pinned batch the copy overlaps the GPU's work); the masked words are drawn from the host batch, so the step never
+    waits for a copy back from the GPU; so are the group sizes and which rows share a video, read by Python."""
+    sizes, rows = batch.group_sizes.tolist(), batch.row_video.tolist()
     b = batch.to(device)
     masked = None
     if model.cfg.fw and model.cfg.mlm:
-        w = b.words_weight if b.words_weight is not None else default_word_weights(b.words_mask)
-        masked = sample_masked_words(b.words_mask.cpu(), w.cpu(), np.random).to(device)
-    out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes,
-                unknown_mask=b.unknown_mask, clip_mask=b.clip_mask, masked_words=masked, row_video=b.row_video)
-    return criterion(out, targets_from_batch(b), training=True)
+        w = batch.words_weight if batch.words_weight is not None else default_word_weights(batch.words_mask)
+        masked = sample_masked_words(batch.words_mask, w, np.random).to(device, non_blocking=True)
+    out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, sizes,
+                unknown_mask=b.unknown_mask, clip_mask=b.clip_mask, masked_words=masked, row_video=rows)
+    return criterion(out, {**targets_from_batch(b), 'group_sizes': sizes}, training=True)
 
 # %% ../nbs/14_mesm_run.ipynb #441bf2ea
 @contextlib.contextmanager
@@ -121,38 +124,48 @@ def fixed_rng(seed: int):
         yield
     finally: set_rng_state(state)
 
+def windows_from_batch(logits, spans, durations: list, ev: MESMEval, clip_len: float) -> list:
+    """(B, Q, 2) logits, (B, Q, 2) cxw spans, B durations (seconds, Python floats) -> per row the ranked
+    [[start, end, score], ...] in seconds. The predictions come to the host in one copy (one host sync per batch)."""
+    if not len(durations): return []
+    secs = [float(d) for d in durations]
+    dur = torch.tensor(secs, dtype=torch.float32)
+    score = logits.float().softmax(-1)[..., 0]
+    xx = span_cxw_to_xx(spans.float()) * dur.to(spans.device, non_blocking=True)[:, None, None]
+    ranked = [sorted(r, key=lambda x: x[2], reverse=True) for r in torch.cat([xx, score[..., None]], -1).tolist()]
+    ranked = [[[float(f"{v:.4f}") for v in x] for x in r] for r in ranked]
+    w = torch.tensor([[x[:2] for x in r] for r in ranked]).clamp(0, ev.max_ts_val)     # on the host from here
+    if ev.round_to_clip and clip_len > 0: w = torch.round(w / clip_len) * clip_len
+    if ev.clamp_to_duration: w = w.clamp(min=0).minimum(torch.tensor(secs, dtype=w.dtype)[:, None, None])
+    out = []
+    for r, wr in zip(ranked, w.tolist()):
+        rows = [[round(v, 4) for v in a] + [float(f"{x[2]:.4f}")] for a, x in zip(wr, r)]   # no float32 tails
+        if ev.nms_thd > 0: rows = temporal_nms(rows[:ev.max_before_nms], ev.nms_thd, ev.max_after_nms)
+        out.append(rows[:ev.max_after_nms])
+    return out
+
 def windows_from_outputs(logits, spans, duration, ev: MESMEval, clip_len: float) -> list:
     "(Q, 2) logits, (Q, 2) cxw spans, duration -> ranked [[start, end, score], ...] in seconds."
-    score = logits.float().softmax(-1)[:, 0]
-    xx = span_cxw_to_xx(spans.float()) * duration
-    rows = sorted(torch.cat([xx, score[:, None]], 1).tolist(), key=lambda r: r[2], reverse=True)
-    rows = [[float(f"{v:.4f}") for v in r] for r in rows]
-    w = torch.tensor([r[:2] for r in rows]).clamp(0, ev.max_ts_val)
-    if ev.round_to_clip and clip_len > 0: w = torch.round(w / clip_len) * clip_len
-    if ev.clamp_to_duration: w = w.clamp(0, duration)
-    rows = [[round(v, 4) for v in a] + [float(f"{r[2]:.4f}")] for a, r in zip(w.tolist(), rows)]   # no float32 tails
-    if ev.nms_thd > 0: rows = temporal_nms(rows[:ev.max_before_nms], ev.nms_thd, ev.max_after_nms)
-    return rows[:ev.max_after_nms]
+    return windows_from_batch(logits[None], spans[None], [duration], ev, clip_len)[0]
 
 @torch.no_grad()
 def predict_loader(model: MESM, loader, exp: MESMExperiment, device='cpu') -> list:
-    "Submission lines (QVHighlights format) for every sentence of a loader (under `fixed_rng(train.seed)`)."
+    """Submission lines (QVHighlights format) for every sentence of a loader (under `fixed_rng(train.seed)`). What
+    Python reads of a batch comes from its host copy; the predictions come back once per batch, not per sentence."""
     model.eval()
     lines = []
-    amp = exp.train.amp and torch.device(device).type == 'cuda'
     with fixed_rng(exp.train.seed):
         for batch in loader:
+            sizes, rows = batch.group_sizes.tolist(), batch.row_video.tolist()
+            n, dur = batch.video_mask.sum(1).tolist(), batch.duration.tolist()
             b = batch.to(device)
-            with torch.autocast('cuda', dtype=torch.bfloat16, enabled=amp):
-                out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, b.group_sizes,
-                            row_video=b.row_video)
-            n = b.video_mask.sum(1).tolist()
+            with precision_autocast(exp.train.precision, device):
+                out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, sizes, row_video=rows)
+            wins = windows_from_batch(out.pred_logits, out.pred_spans, dur, exp.eval, exp.data.clip_len)
+            sal = out.saliency_scores.float().tolist()
             for i in range(len(b)):
-                wins = windows_from_outputs(out.pred_logits[i], out.pred_spans[i], float(b.duration[i]), exp.eval,
-                                            exp.data.clip_len)
-                sal = [round(v, 4) for v in out.saliency_scores[i, :n[i]].float().tolist()]
-                lines.append(dict(qid=b.qid[i], vid=b.vid[i], query=b.sentence[i], pred_relevant_windows=wins,
-                                  pred_saliency_scores=sal))
+                lines.append(dict(qid=b.qid[i], vid=b.vid[i], query=b.sentence[i], pred_relevant_windows=wins[i],
+                                  pred_saliency_scores=[round(v, 4) for v in sal[i][:n[i]]]))
     return lines
 
 def ground_truth(ann: Annotations) -> list:
@@ -168,7 +181,8 @@ def ground_truth(ann: Annotations) -> list:
 
 def evaluate_mesm(model, dataset: VMRDataset, exp: MESMExperiment, device='cpu') -> tuple:
     "(metrics of `eval_vmr`, submission lines) on one dataset: the same whatever the global seeds, left as they were."
-    loader = vmr_loader(dataset, exp.train.eval_batch_size, train=False, num_workers=exp.train.num_workers)
+    loader = vmr_loader(dataset, exp.train.eval_batch_size, train=False, num_workers=exp.train.num_workers,
+                        device=device)
     sub = predict_loader(model, loader, exp, device)
     buckets = 'tacos' if exp.data.dataset == 'tacos' else 'qvhighlights'
     return eval_vmr(sub, ground_truth(dataset.ann), buckets=buckets), sub
@@ -206,7 +220,8 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
     model, crit = MESM(exp.model), exp.criterion()
     if world > 1 and t.batch_size < 2 * world:
         raise ValueError(f"batch_size {t.batch_size} gives fewer than 2 videos to each of {world} processes")
-    loader = shard_loader(vmr_loader(train_ds, t.batch_size, train=True, seed=t.seed, num_workers=t.num_workers))
+    loader = shard_loader(vmr_loader(train_ds, t.batch_size, train=True, seed=t.seed, num_workers=t.num_workers,
+                                     device=device))   # on CUDA: pinned batches, 2 workers by default
     if world > 1: seed_everything(t.seed + rank)   # the weights are rank 0's (DDP broadcasts them); dropout differs
     def make_loader(epoch):
         set_vmr_epoch(loader, epoch); return loader
@@ -303,13 +318,16 @@ def _native_qid(q):
 
 class MESMPredictor:
     "Ranked (start, end, score) windows in seconds for sentences in one video, from a run folder."
-    def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None):
+    def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None,
+                 precision: str | None = None):
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         if torch.device(self.device).type == 'cuda' and not torch.cuda.is_available():
             raise DataError(f"device {self.device!r}: CUDA is not available on this machine")
         self.model, self.exp = load_mesm(run_dir, which, self.device)
         if data_root:
             self.exp = dataclasses.replace(self.exp, data=dataclasses.replace(self.exp.data, root=str(data_root)))
+        if precision is not None:   # else the run's own (`train.precision`)
+            self.exp = dataclasses.replace(self.exp, train=dataclasses.replace(self.exp.train, precision=precision))
         self._video, self._ann = None, {}
 
     @torch.no_grad()
@@ -335,15 +353,14 @@ class MESMPredictor:
         video = v[None].expand(B, -1, -1).to(self.device)
         vm = torch.ones(B, len(v), dtype=torch.bool, device=self.device)
         # a second (empty) group lets the model's negative pass run; its outputs are not used
-        with fixed_rng(self.exp.train.seed):
+        with fixed_rng(self.exp.train.seed), precision_autocast(self.exp.train.precision, self.device):
             out = self.model(torch.cat([video, video[:1]]), torch.cat([vm, vm[:1]]),
                              torch.cat([words, words[:1]]).to(self.device), torch.cat([wm, wm[:1]]).to(self.device),
-                             torch.tensor([B, 1]),
-                             row_video=torch.zeros(B + 1, dtype=torch.long, device=self.device))
+                             [B, 1], row_video=[0] * (B + 1))
         ev = dataclasses.replace(self.exp.eval, max_after_nms=int(top_k))
         clip = self.exp.data.clip_len
         lg, sp = out.pred_logits, out.pred_spans
-        return [windows_from_outputs(lg[i], sp[i], float(duration), ev, clip) for i in range(B)]
+        return windows_from_batch(lg[:B], sp[:B], [float(duration)] * B, ev, clip)
 
     def sentences(self, vid: str, splits=None) -> list:
         "The annotated sentences (`Query`) of video `vid` in the run's splits (all of them unless `splits` is given)."

@@ -17,10 +17,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from .records import DataError
 from .config import check_resume, load_config, safe_load, save_config
-from .datasets import VCMRDataset, collate_vcmr, pad_sequences, video_and_subs
+from .datasets import (VCMRDataset, collate_vcmr, loader_settings, pad_sequences, pin_tensors, to_device,
+                                video_and_subs)
 from .metrics import eval_vcmr
 from .prem import PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
-from .training import Trainer, TrainerConfig, init_distributed, seed_everything, shard_loader
+from .training import (Trainer, TrainerConfig, init_distributed, precision_autocast, seed_everything,
+                                shard_loader)
 from .experiments import PREMExperiment, selection_split
 from .corpus import (CorpusIndex, LocalizerVideoCache, PREMInputs, to_predictions, flat_metrics,
                               ground_truth_vcmr, localize, moments_from_logits, retrieve_split, search_corpus)
@@ -42,10 +44,10 @@ class LocalizerBatch:
     ed_idx: torch.Tensor         # (B,)
     qid: list
     vids: list                   # per row: [positive, negatives...]
+    positives: list | None = None   # per row (st, ed, clips of the positive video), Python ints: the host's copy
     def __len__(self): return len(self.qid)
-    def to(self, device) -> 'LocalizerBatch':
-        return LocalizerBatch(**{f.name: (v.to(device) if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
-                                 for f in dataclasses.fields(self)})
+    def to(self, device, non_blocking=True) -> 'LocalizerBatch': return to_device(self, device, non_blocking)
+    def pin_memory(self) -> 'LocalizerBatch': return pin_tensors(self)   # `DataLoader(pin_memory=True)` calls it
 
 class HardNegativeDataset(Dataset):
     "Items of a `VCMRDataset` with `n_neg` hard-negative videos from `ranking` (qid -> ranked vids)."
@@ -82,13 +84,15 @@ def collate_localizer(items: list) -> LocalizerBatch:
     B, L = len(items), vf.shape[1]
     return LocalizerBatch(qf, qm, vf.view(B, V, L, -1), vm.view(B, V, L), None if sf is None else sf.view(B, V, L, -1),
                           torch.tensor([it['st_idx'] for it in items]), torch.tensor([it['ed_idx'] for it in items]),
-                          [it['qid'] for it in items], [[it['vid']] + it['neg_vids'] for it in items])
+                          [it['qid'] for it in items], [[it['vid']] + it['neg_vids'] for it in items],
+                          [(int(it['st_idx']), int(it['ed_idx']), len(it['video_feat'])) for it in items])
 
 # %% ../nbs/16_prem_run.ipynb #9ec65451
-def _vcmr_loader(ds, batch, seed, epoch, workers, collate, shuffle=True):
+def _vcmr_loader(ds, batch, seed, epoch, workers, collate, device=None, shuffle=True):
+    "One epoch's loader (shuffled by a generator of (seed, epoch)); for `device` as `loader_settings` says."
     g = torch.Generator().manual_seed(seed * 1000 + epoch)
     return shard_loader(DataLoader(ds, batch_size=batch, shuffle=shuffle, generator=g, collate_fn=collate,
-                                   num_workers=workers))
+                                   **loader_settings(device, workers)))
 
 def _vr_metrics(retriever, inputs, split, device) -> dict:
     corpus = inputs.corpus(split)
@@ -125,7 +129,7 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
     rs = t.retriever                            # the stage's loop settings go to the trainer as they are
     rcfg = TrainerConfig.of(rs, steps_per_epoch=math.ceil(len(train_ds) / rs.batch_size), progress=progress)
     tr = Trainer(retriever, lambda m, b: retriever_loss(m, b.to(device)),
-                 lambda ep: _vcmr_loader(train_ds, rs.batch_size, t.seed, ep, t.num_workers, collate_vcmr),
+                 lambda ep: _vcmr_loader(train_ds, rs.batch_size, t.seed, ep, t.num_workers, collate_vcmr, device),
                  (lambda m: _vr_metrics(m, inputs, sel, device)) if sel else None, run/'retriever', rcfg, device)
     tr.fit(resume=resume)
     retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/'best.pt', device))
@@ -148,7 +152,8 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
         return flat_metrics(eval_vcmr(sub, ground_truth_vcmr(inputs.annotations(sel))))
     ls = t.localizer
     def loader(ep):
-        hard.set_epoch(ep); return _vcmr_loader(hard, ls.batch_size, t.seed, ep, t.num_workers, collate_localizer)
+        hard.set_epoch(ep)
+        return _vcmr_loader(hard, ls.batch_size, t.seed, ep, t.num_workers, collate_localizer, device)
     lcfg = TrainerConfig.of(ls, steps_per_epoch=math.ceil(len(hard) / ls.batch_size), progress=progress)
     lt = Trainer(localizer, lambda m, b: localizer_loss(m, b.to(device)), loader, evaluate if sel else None,
                  run/'localizer', lcfg, device)
@@ -173,12 +178,17 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
 # %% ../nbs/16_prem_run.ipynb #b40180ac
 class PREMSearcher:
     "Moments for new queries in a corpus, from a PREM run folder."
-    def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None):
+    def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None,
+                 precision: str | None = None):
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         run = Path(run_dir)
         self.exp = load_config(PREMExperiment, run/'config.json')
         if data_root:
             self.exp = dataclasses.replace(self.exp, data=dataclasses.replace(self.exp.data, root=str(data_root)))
+        if precision is not None:   # both stages at `precision`, else each at its own (`train.<stage>.precision`)
+            t, at = self.exp.train, lambda s: dataclasses.replace(s, precision=precision)
+            self.exp = dataclasses.replace(self.exp, train=dataclasses.replace(t, retriever=at(t.retriever),
+                                                                               localizer=at(t.localizer)))
         self.retriever = PREMRetriever(self.exp.model).to(self.device)
         self.localizer = PREMLocalizer(self.exp.model).to(self.device)
         self.retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/f'{which}.pt', self.device))
@@ -189,17 +199,19 @@ class PREMSearcher:
 
     def index(self, vids=None, split: str | None = None, durations: dict | None = None, path=None) -> CorpusIndex:
         """Encode a corpus: `vids` (with `durations`), or a split's corpus; `path`: load it if it exists (a `DataError`
-        unless this run's retriever built it over this corpus), else save it there."""
+        unless this run's retriever built it over this corpus; moved to the device once when it fits), else save it
+        there."""
         if split is not None:
             c = self.inputs.corpus(split); vids = list(c); self.durations = {v: c[v][0] for v in c}
         else:
             if vids is None: raise ValueError("give vids or a split")
             self.durations = dict(durations or {})
         if path is not None and Path(path).exists():   # it must come from this run's retriever, over this corpus
-            self.corpus_index = CorpusIndex.load(path).check(self.retriever, vids, split)
+            self.corpus_index = CorpusIndex.load(path).check(self.retriever, vids, split).to(self.device)
         else:
             self.corpus_index = CorpusIndex.build(self.retriever, list(vids), self.inputs.video, self.inputs.subtitles,
-                                                  self.exp.eval.video_chunk, self.device, split=split)
+                                                  self.exp.eval.video_chunk, self.device, split=split,
+                                                  precision=self.exp.train.retriever.precision)
             if path is not None: self.corpus_index.save(path)
         return self.corpus_index
 
@@ -217,14 +229,16 @@ class PREMSearcher:
                                 f"got {tuple(q.shape)}")
         qf, qm = pad_sequences([q[:self.exp.model.max_words] for q in qs])
         ev = self.exp.eval
-        q = self.retriever.encode_queries(qf.to(self.device), qm.to(self.device))
+        with precision_autocast(self.exp.train.retriever.precision, self.device):
+            q = self.retriever.encode_queries(*to_device((qf, qm), self.device))
         S, I = self.corpus_index.search(q, ev.top_videos)
         rows = [[self.corpus_index.vids[p] for p in r] for r in I.tolist()]
         if self._cache is None or self._cache_for is not self.corpus_index:
             L = max(self.inputs.video.n_clips(v) for v in self.corpus_index.vids)
-            self._cache = LocalizerVideoCache(self.localizer, self.inputs, L, self.device)
+            self._cache = LocalizerVideoCache(self.localizer, self.inputs, L, self.device, ev.cache_bytes)
             self._cache_for = self.corpus_index
-        st, ed, mk = localize(self.localizer, qf, qm, rows, self.inputs, self.device, self._cache)
+        st, ed, mk = localize(self.localizer, qf, qm, rows, self.inputs, self.device, self._cache,
+                              self.exp.train.localizer.precision)
         corpus = {v: (self.durations.get(v, float('inf')), j) for j, v in enumerate(self.corpus_index.vids)}
         preds = to_predictions(*moments_from_logits(st, ed, mk, S, ev, self.exp.model), rows, corpus,
                                 dataclasses.replace(ev, max_after_nms=top_k), self.exp.data.clip_len)

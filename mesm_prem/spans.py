@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['span_xx_to_cxw', 'span_cxw_to_xx', 'temporal_iou', 'paired_temporal_iou', 'generalized_temporal_iou', 'temporal_nms',
-           'mesm_clip_span', 'tvr_clip_span', 'tvr_span_seconds', 'clip_mask', 'clip_spans_to_seconds',
+__all__ = ['span_xx_to_cxw', 'span_cxw_to_xx', 'temporal_iou', 'paired_temporal_iou', 'invalid_spans', 'generalized_temporal_iou',
+           'temporal_nms', 'mesm_clip_span', 'tvr_clip_span', 'tvr_span_seconds', 'clip_mask', 'clip_spans_to_seconds',
            'seconds_to_clip_spans', 'length_band_mask', 'topk_moments']
 
 # %% ../nbs/02_spans.ipynb #1a3e0b4e
@@ -43,10 +43,15 @@ def paired_temporal_iou(a, b, union: str = 'true'):
         return np.divide(inter, den, out=np.zeros(inter.shape, dtype=dt), where=den != 0)
     return torch.where(den != 0, inter / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(inter))
 
-def generalized_temporal_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    "Pairwise generalized IoU of (N, 2) and (M, 2) (start, end) spans -> (N, M)."
+def invalid_spans(*spans: torch.Tensor) -> torch.Tensor:
+    "0-dim bool tensor on the spans' device: does any (N, 2) (start, end) span end before it starts (in float32)."
+    return torch.stack([(s[:, 1].float() < s[:, 0].float()).any() for s in spans]).any()
+
+def generalized_temporal_iou(a: torch.Tensor, b: torch.Tensor, check: bool = True) -> torch.Tensor:
+    """Pairwise generalized IoU of (N, 2) and (M, 2) (start, end) spans -> (N, M). `check`: a span ending before it
+    starts is a `ValueError` (a host sync on a GPU; callers that check once for many calls pass False)."""
     a, b = a.float(), b.float()
-    if (a[:, 1] < a[:, 0]).any() or (b[:, 1] < b[:, 0]).any(): raise ValueError("spans must have end >= start")
+    if check and invalid_spans(a, b): raise ValueError("spans must have end >= start")
     iou, union = temporal_iou(a, b)
     enclosing = (torch.max(a[:, None, 1], b[None, :, 1]) - torch.min(a[:, None, 0], b[None, :, 0])).clamp(min=0)
     return iou - (enclosing - union) / enclosing

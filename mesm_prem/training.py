@@ -5,33 +5,42 @@
 # %% ../nbs/12_training.ipynb #b2e81c75
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
+import inspect
 import json
+import math
 import numpy as np
 import os
 import random
+import sys
 import torch
 import torch.distributed as dist
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from fastcore.basics import patch
 from pathlib import Path
 from torch import nn
+from torch.overrides import TorchFunctionMode
 from typing import Callable
 
 from .records import DataError
-from .config import (atomic_save, safe_load, ConfigSection, check_bool, check_choice, check_positive,
-                              check_range, config_changes, require)
+from .config import (atomic_save, safe_load, ConfigSection, Renamed, check_bool, check_choice,
+                              check_positive, check_range, config_changes, require, upgrade_config)
 
 with warnings.catch_warnings():   # tqdm.auto: widgets in notebooks when ipywidgets is installed, text bars otherwise
     warnings.simplefilter('ignore')
     from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['RESUME_SAFE_TRAINER', 'rng_state', 'set_rng_state', 'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks',
-           'dist_info', 'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'shard_loader', 'pyplot',
-           'finish_figure', 'read_metrics', 'plot_metrics', 'linear_warmup_decay', 'LoopConfig', 'TrainerConfig',
-           'Trainer', 'set_deterministic']
+__all__ = ['PRECISIONS', 'BF16_CPU_FLAGS', 'RESUME_SAFE_TRAINER', 'AMP_PRECISION', 'LOOP_RENAMED', 'rng_state', 'set_rng_state',
+           'flush_denormal_enabled', 'seed_everything', 'keep_large_blocks', 'HostSyncCounter', 'count_host_syncs',
+           'dist_info', 'is_main_process', 'init_distributed', 'ShardedBatchSampler', 'loader_kwargs', 'shard_loader',
+           'pyplot', 'finish_figure', 'read_metrics', 'plot_metrics', 'bf16_matmul_units', 'autocast_dtype',
+           'precision_autocast', 'linear_warmup_decay', 'LoopConfig', 'TrainerConfig', 'Trainer', 'host_scalars',
+           'set_deterministic']
 
 # %% ../nbs/12_training.ipynb #7977b427
 def rng_state() -> dict:
@@ -84,6 +93,67 @@ def keep_large_blocks(threshold: int = 1 << 30) -> bool:
     M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
     return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 * threshold))
 
+# %% ../nbs/12_training.ipynb #3fef440c
+_T = torch.Tensor
+# reads of values on the host, and ops whose output size depends on the values: on CUDA each waits for the device
+_HOST_READS = {_T.item, _T.tolist, _T.__bool__, _T.__int__, _T.__float__, _T.__index__, _T.__format__, _T.__repr__,
+               _T.__contains__, _T.cpu, _T.equal, torch.equal, _T.allclose, torch.allclose, _T.nonzero, torch.nonzero,
+               _T.argwhere, torch.argwhere, _T.masked_select, torch.masked_select, _T.unique, torch.unique,
+               _T.unique_consecutive, torch.unique_consecutive, _T.bincount, torch.bincount}
+_TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
+
+def _is_mask(i) -> bool:
+    if isinstance(i, (tuple, list)): return any(_is_mask(j) for j in i)
+    return isinstance(i, torch.Tensor) and i.dtype in (torch.bool, torch.uint8)
+
+def _host_op(func, args, kwargs) -> tuple | None:
+    "(name, device type it waits for) when `func(*args, **kwargs)` is a host sync, else None."
+    t = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    on = lambda name, ok=True: (name, t.device.type if t is not None else None) if ok else None
+    if func in _HOST_READS: return on(func.__name__)
+    if func in (_T.to, _T.cuda):            # between devices: to the host, or from it unless `non_blocking=True`
+        dst = 'cuda' if func is _T.cuda else next((a.device if isinstance(a, torch.Tensor) else a for a in args[1:]
+                                                   if isinstance(a, (str, torch.device, torch.Tensor))),
+                                                  kwargs.get('device'))
+        if dst is None: return None
+        src, dst = t.device.type, torch.device(dst).type
+        if src != 'cpu' and dst == 'cpu': return ('to(cpu)', src)
+        blocking = src == 'cpu' and dst != 'cpu' and not kwargs.get('non_blocking')
+        return ('to(device), blocking', dst) if blocking else None
+    if func is _T.numpy: return on('numpy(force=True)', t.device.type != 'cpu')
+    if func is _T.__getitem__: return on('x[mask]', _is_mask(args[1]))
+    if func is _T.__setitem__:   # a single value is a masked fill; several must be counted first
+        return on('x[mask] = y', _is_mask(args[1]) and torch.is_tensor(args[2]) and args[2].numel() > 1)
+    if func in (torch.repeat_interleave, _T.repeat_interleave) and kwargs.get('output_size') is None:
+        return on('repeat_interleave', torch.is_tensor(args[1] if len(args) > 1 else kwargs.get('repeats')))
+    if func is torch.where and len(args) + len(kwargs) == 1: return on('where(cond)')
+    return None
+
+class HostSyncCounter(TorchFunctionMode):
+    "While active (`with`), counts the host syncs of torch calls (`count_host_syncs`)."
+    def __init__(self, device=None):
+        super().__init__()
+        self.device, self.calls = None if device is None else torch.device(device).type, Counter()
+
+    @property
+    def count(self) -> int: return sum(self.calls.values())
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        op = _host_op(func, args, kwargs)
+        if op is not None and (self.device is None or op[1] == self.device):
+            f, optim = sys._getframe(1), False
+            while f is not None and f.f_code.co_filename.startswith(_TORCH_DIR):   # the first frame outside torch
+                optim |= f.f_code.co_filename.startswith(_TORCH_DIR + 'optim')
+                f = f.f_back
+            if not optim: self.calls[(op[0], f"{Path(f.f_code.co_filename).name}:{f.f_lineno}" if f else '?')] += 1
+        return func(*args, **kwargs)
+
+def count_host_syncs(device=None) -> HostSyncCounter:
+    """`with count_host_syncs() as s:` counts the host syncs of the block (`s.count`; `s.calls`: per (operation,
+    line)). `device`: count only those on tensors of this device type (e.g. 'cuda'); default: every tensor."""
+    return HostSyncCounter(device)
+
 # %% ../nbs/12_training.ipynb #69bb50f1
 def dist_info() -> tuple:
     "(rank, world size) of this process: (0, 1) unless a process group is initialised."
@@ -130,12 +200,21 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
             yield [int(i) for i in np.array_split(np.asarray(b), self.world)[self.rank]]
     def __len__(self): return len(self.batch_sampler)
 
-def shard_loader(loader: torch.utils.data.DataLoader) -> torch.utils.data.DataLoader:
-    "`loader` itself in one process; under `torchrun`, the same loader over this rank's share of each of its batches."
-    if dist_info()[1] == 1: return loader
-    return torch.utils.data.DataLoader(loader.dataset, batch_sampler=ShardedBatchSampler(loader.batch_sampler),
-                                       collate_fn=loader.collate_fn, num_workers=loader.num_workers,
-                                       persistent_workers=loader.persistent_workers)
+_SAMPLING = ('self', 'dataset', 'batch_size', 'shuffle', 'sampler', 'batch_sampler', 'drop_last')
+
+def loader_kwargs(loader: torch.utils.data.DataLoader) -> dict:
+    """Every setting of `loader` but its dataset and how it samples (workers, pinning, prefetch, timeout,
+    `worker_init_fn`, generator, ...): the keywords of a `DataLoader` that rebuilds it over another sampler."""
+    params = inspect.signature(torch.utils.data.DataLoader.__init__).parameters
+    return {k: getattr(loader, k) for k in params if k not in _SAMPLING and hasattr(loader, k)}
+
+def shard_loader(loader: torch.utils.data.DataLoader, rank: int | None = None,
+                 world: int | None = None) -> torch.utils.data.DataLoader:
+    """`loader` itself in one process; under `torchrun` (or as `rank` of `world`), the same loader, every setting
+    kept (`loader_kwargs`), over this rank's share of each of its batches."""
+    if (dist_info()[1] if world is None else world) == 1: return loader
+    shards = ShardedBatchSampler(loader.batch_sampler, rank, world)
+    return torch.utils.data.DataLoader(loader.dataset, batch_sampler=shards, **loader_kwargs(loader))
 
 class _StepModule(nn.Module):
     "The training step as a module, so that `DistributedDataParallel` sees the whole loss computation as one forward."
@@ -198,6 +277,43 @@ def plot_metrics(path, out, keys: list | None = None):
     fig.savefig(out, dpi=110)
     return out
 
+# %% ../nbs/12_training.ipynb #d1cbe75d
+PRECISIONS = ('auto', 'fp32', 'bf16')
+BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')     # /proc/cpuinfo flags of bf16 matrix units (x86)
+
+def bf16_matmul_units(cpuinfo: str | None = None) -> bool:
+    """Whether the CPU has bf16 matrix units, AMX (`amx_bf16`) or AVX512-BF16 (`avx512_bf16`): from the `flags`
+    lines of `cpuinfo` (the text of /proc/cpuinfo) when it is given, else of this machine (PyTorch's CPU probe, else
+    /proc/cpuinfo; False when neither answers)."""
+    if cpuinfo is None: return _this_cpu_bf16()
+    flags = {f for line in cpuinfo.splitlines() if line.split(':', 1)[0].strip() == 'flags'
+             for f in line.split(':', 1)[1].split()}
+    return any(f in flags for f in BF16_CPU_FLAGS)
+
+@functools.cache
+def _this_cpu_bf16() -> bool:
+    try: caps = torch.cpu.get_capabilities()     # PyTorch >= 2.7: its own CPUID probe
+    except Exception: caps = None
+    if isinstance(caps, dict) and all(k in caps for k in BF16_CPU_FLAGS): return any(caps[k] for k in BF16_CPU_FLAGS)
+    try: return bf16_matmul_units(Path('/proc/cpuinfo').read_text())
+    except OSError: return False
+
+def autocast_dtype(precision: str, device) -> torch.dtype | None:
+    """The dtype the models' products run at under `precision` on `device`: bfloat16 with 'bf16', and with 'auto'
+    on CUDA and on CPUs with bf16 matrix units (`bf16_matmul_units`); None (float32, no autocast) with 'fp32', and
+    with 'auto' anywhere else."""
+    check_choice('precision', precision, PRECISIONS)
+    kind = torch.device(device).type
+    if precision == 'auto': precision = 'bf16' if kind == 'cuda' or (kind == 'cpu' and bf16_matmul_units()) else 'fp32'
+    return torch.bfloat16 if precision == 'bf16' else None
+
+def precision_autocast(precision: str, device):
+    """`torch.autocast` for `device` at `autocast_dtype(precision, device)`; at None an autocast turned off (it turns
+    off an enclosing one too), or nothing on a device type without autocast."""
+    dt, kind = autocast_dtype(precision, device), torch.device(device).type
+    if dt is None and not torch.amp.is_autocast_available(kind): return contextlib.nullcontext()
+    return torch.autocast(kind, dtype=dt or torch.bfloat16, enabled=dt is not None)
+
 # %% ../nbs/12_training.ipynb #f267b927
 def linear_warmup_decay(total_steps: int, warmup: float = 0.01):
     "Multiplier of the learning rate at step s: linear from 0 to 1 over the first `warmup` fraction, then linear to 0."
@@ -223,7 +339,7 @@ class LoopConfig(ConfigSection):
     higher_is_better: bool = True
     patience: int = -1             # epochs without improvement before stopping; < 0: never
     save_every: int = 0            # also save the resumable state every n steps (0: only at epoch ends)
-    amp: bool = True               # bf16 autocast on CUDA
+    precision: str = 'auto'        # 'auto', 'fp32' or 'bf16' (`autocast_dtype`): training, evaluation, inference
     eval_every: int = 1
     deterministic: bool = False    # torch.use_deterministic_algorithms during fit (CUDA: bit-exact resume, slower)
 
@@ -237,7 +353,8 @@ class LoopConfig(ConfigSection):
         check_range('patience', self.patience, integer=True)
         check_range('save_every', self.save_every, 0, integer=True)
         check_range('eval_every', self.eval_every, 1, integer=True)
-        for k in ('higher_is_better', 'amp', 'deterministic'): check_bool(k, getattr(self, k))
+        check_choice('precision', self.precision, PRECISIONS)
+        for k in ('higher_is_better', 'deterministic'): check_bool(k, getattr(self, k))
 
 @dataclass
 class TrainerConfig(LoopConfig):
@@ -263,6 +380,9 @@ class TrainerConfig(LoopConfig):
 # to come (`epochs` and `patience` extend or shorten the run; `epochs` only with the step schedule, whose
 # learning rates do not depend on the number of epochs, unlike the linear one's)
 RESUME_SAFE_TRAINER = ('epochs', 'patience', 'progress', 'save_every', 'deterministic')
+# the loop settings of states saved before `precision` replaced `amp` (bf16 autocast on CUDA, float32 elsewhere)
+AMP_PRECISION = {True: 'auto', False: 'fp32'}
+LOOP_RENAMED = {'amp': Renamed('precision', AMP_PRECISION)}
 
 # %% ../nbs/12_training.ipynb #29ce4f25
 class Trainer:
@@ -297,28 +417,35 @@ class Trainer:
         if self.main: self.run.mkdir(parents=True, exist_ok=True)
 
 # %% ../nbs/12_training.ipynb #d8b00f0d
+def host_scalars(named: dict) -> dict:
+    """{name: one-element tensor} -> {name: float}, copied to the host together: one host sync per device, not one per
+    value (float64 on the way holds every float32, bfloat16 or integer value exactly)."""
+    out, by_dev = {}, {}
+    for k, v in named.items(): by_dev.setdefault(v.device, []).append(k)
+    for keys in by_dev.values():
+        out.update(zip(keys, torch.stack([named[k].detach().reshape(()).double() for k in keys]).tolist()))
+    return {k: out[k] for k in named}
+
 @patch
 def train_step(self: Trainer, batch) -> dict:
     "One optimiser step on `batch`: the step's scalar losses, `loss` (the total) and `grad_norm` (before clipping)."
     self.model.train()
-    amp = self.cfg.amp and self.device.type == 'cuda'
-    with torch.autocast('cuda', dtype=torch.bfloat16, enabled=amp):
+    with precision_autocast(self.cfg.precision, self.device):
         losses, total = self.ddp(batch) if self.ddp is not None else self.step_fn(self.model, batch)
-    finite = bool(torch.isfinite(total))
-    if self.world > 1:   # every rank stops together (a lone rank stopping would leave the others waiting in backward)
+    self.opt.zero_grad(set_to_none=True)
+    total.backward()
+    gn = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip) if self.cfg.grad_clip > 0 else None
+    scalars = {k: v for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
+    out = host_scalars({**scalars, 'loss': total, **({} if gn is None else dict(grad_norm=gn))})   # the one sync
+    finite = math.isfinite(out['loss'])
+    if self.world > 1:   # every rank stops together (each has run backward: DDP's gradient all-reduce is done)
         flag = torch.tensor([float(finite)], device=total.device)
         dist.all_reduce(flag, op=dist.ReduceOp.MIN); finite = bool(flag.item())
     if not finite:
         raise FloatingPointError(f"non-finite loss at step {self.state['global_step']} (rank {self.rank}): "
-                                 f"{float(total)}")
-    self.opt.zero_grad(set_to_none=True)
-    total.backward()
-    gn = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip) if self.cfg.grad_clip > 0 else None
+                                 f"{out['loss']}")
     self.opt.step()
     if self.cfg.schedule == 'linear': self.sched.step()
-    out = {k: float(v.detach()) for k, v in losses.items() if torch.is_tensor(v) and v.numel() == 1}
-    out['loss'] = float(total.detach())
-    if gn is not None: out['grad_norm'] = float(gn)
     if self.world > 1:   # the log shows the mean over the ranks (the gradient norm is the same on every rank)
         v = torch.tensor([out[k] for k in sorted(out)], dtype=torch.float64, device=total.device); dist.all_reduce(v)
         out = {k: float(x) / self.world for k, x in zip(sorted(out), v.tolist())}
@@ -398,6 +525,7 @@ def save_state(self: Trainer):
 def _check_resume_config(self: Trainer, saved: dict | None, where: Path):
     "Refuse to resume with loop settings that change the run (the saved ones are in `state.pt`)."
     if saved is None: return                        # a state written before the settings were saved
+    saved = upgrade_config(saved, LOOP_RENAMED)     # settings renamed since (`amp`)
     safe = set(RESUME_SAFE_TRAINER) - ({'epochs'} if self.cfg.schedule != 'step' else set())
     ch = [c for c in config_changes(saved, dataclasses.asdict(self.cfg)) if c[0] not in safe]
     if ch:

@@ -17,6 +17,14 @@ def demo(tmp_path_factory):
     return out, r.stdout
 
 
+def _run_dtype(run, *section):
+    "The autocast dtype of a run folder's precision on the CPU (None: float32)."
+    from mesm_prem.training import autocast_dtype
+    cfg = json.loads((run / 'config.json').read_text())
+    for k in section: cfg = cfg[k]
+    return autocast_dtype(cfg['precision'], 'cpu')
+
+
 def test_demo_writes_the_report(demo):
     out, stdout = demo
     for f in REPORT:
@@ -43,12 +51,17 @@ def test_predict_command(demo, tmp_path):
     for row in rows:
         assert all(0 <= s <= e <= row['duration'] for s, e, _ in row['pred_relevant_windows'])
     # the run's own test submission holds the same windows for these sentences: the same top-3 scores, and every
-    # predicted window among its windows with that score (the quick model ties scores, and ties may order either way)
+    # predicted window among its windows with that score (the quick model ties scores, and ties may order either way).
+    # In bf16 (the run's precision 'auto' on a CPU with bf16 units) the scores also depend on the batch a sentence is
+    # in (the submission's batches hold other videos and are longer): the same up to bf16 rounding, and the near-tied
+    # windows of the quick model may then be others
     sub = {d['qid']: d for d in map(json.loads, (out / 'runs' / 'mesm' / 'predictions' / 'test_submission.jsonl').read_text().splitlines())}
+    bf16 = _run_dtype(out / 'runs' / 'mesm', 'train') is not None
     for row in rows:
         mine, theirs = np.array(row['pred_relevant_windows']), np.array(sub[int(row['qid'])]['pred_relevant_windows'])
-        np.testing.assert_allclose(mine[:, 2], theirs[:3, 2], atol=1e-3)
-        for w in mine: assert (np.abs(theirs - w).max(1) <= 1e-3).any(), (w, theirs)
+        np.testing.assert_allclose(mine[:, 2], theirs[:3, 2], atol=1e-2 if bf16 else 1e-3)
+        if not bf16:
+            for w in mine: assert (np.abs(theirs - w).max(1) <= 1e-3).any(), (w, theirs)
     r = cli('predict', out / 'runs' / 'mesm', '--video', vid, '--queries', rows[0]['qid'], '--out', tmp_path / 'p.jsonl', '--device', 'cpu')
     assert r.returncode == 0 and len((tmp_path / 'p.jsonl').read_text().splitlines()) == 1
     r = cli('predict', out / 'runs' / 'mesm', '--video', 'no_such_video', '--device', 'cpu')

@@ -40,7 +40,9 @@ def run_cli(capsys, *args):
     ('data.video_features=[1]', '--set data.video_features=[1]: data.video_features[0]: expected a string, got 1'),
     ('train.epochs=2.5', '--set train.epochs=2.5: expected an integer, got 2.5'),
     ('train.epochs=true', '--set train.epochs=true: expected an integer, got True'),
-    ('train.amp=yes', "--set train.amp=yes: expected true or false, got 'yes'"),
+    ('train.deterministic=yes', "--set train.deterministic=yes: expected true or false, got 'yes'"),
+    ('train.precision=fp16', "--set train.precision=fp16: must be one of ['auto', 'fp32', 'bf16'], got 'fp16'"),
+    ('train.amp=true', "--set train.amp=true: unknown key 'amp' in train, now train.precision"),
     ('train.lr=fast', "--set train.lr=fast: expected a number, got 'fast'"),
     ('loss.weights.loss_span=big', "--set loss.weights.loss_span=big: expected a number, got 'big'"),
     ('loss.matcher=3', "--set loss.matcher=3: expected an object with HungarianMatcher's keys, got 3"),
@@ -109,7 +111,7 @@ def test_check_resume_refuses_changes_and_allows_the_safe_keys(tmp_path):
         check_resume(tmp_path, _mesm('train.lr=0.1'))
     with pytest.raises(DataError, match=r'model.hidden=256, the command sets 32'):
         check_resume(tmp_path, _mesm('train.lr=0.003', 'model.hidden=32'))
-    assert set(RESUME_SAFE) == {'train.num_workers', 'train.eval_batch_size', 'train.epochs'}
+    assert set(RESUME_SAFE) == {'train.num_workers', 'train.eval_batch_size', 'train.epochs', 'eval.cache_bytes'}
     check_resume(tmp_path, _mesm('train.lr=0.003', 'train.epochs=400', 'train.num_workers=4', 'train.eval_batch_size=8'))
 
 
@@ -123,7 +125,8 @@ def test_an_old_run_folder_loads_and_resumes_under_todays_keys(tmp_path):
     old = json.loads((tmp_path / 'config.json').read_text())
     assert (old['train']['max_es_cnt'], old['train']['select_on'], old['data']['dataset']) == (200, 'val', 'charades')
     exp = load_config(MESMExperiment, tmp_path / 'config.json')
-    assert exp == _mesm() and (exp.train.patience, exp.train.select, exp.data.dataset) == (200, 'val', 'charades_sta')
+    assert exp == _mesm('train.num_workers=0')              # 0 loader workers: the default of its time
+    assert (exp.train.patience, exp.train.select, exp.data.dataset) == (200, 'val', 'charades_sta')
     atomic_save({}, tmp_path / 'checkpoints' / 'state.pt')
     check_resume(tmp_path, _mesm())                                   # the same run: nothing changes
     with pytest.raises(DataError, match=r'config.json has train.patience=200, the command sets 5'):

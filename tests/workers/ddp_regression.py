@@ -37,7 +37,9 @@ model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 3))
 if rank > 0:   # other initial weights on purpose: DDP must broadcast rank 0's
     with torch.no_grad():
         for p in model.parameters(): p.add_(1.)
-cfg = TrainerConfig(lr=0.05, weight_decay=0.01, epochs=4, grad_clip=0.5, stop_score='neg_mse', save_every=3, progress=False)
+# fp32: the test compares the arithmetic of two processes with one's (bf16 rounding would swamp the all-reduce's)
+cfg = TrainerConfig(lr=0.05, weight_decay=0.01, epochs=4, grad_clip=0.5, stop_score='neg_mse', save_every=3, progress=False,
+                    precision='fp32')
 Trainer(model, step, make_loader, evaluate, run, cfg).fit()
 torch.save(model.state_dict(), f"{out}.rank{rank}")
 if rank == 0: torch.save(model.state_dict(), out)
