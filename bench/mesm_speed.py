@@ -12,8 +12,8 @@ video's clips, as the official collate), 16 tokens of 512-d CLIP features, Lv = 
 longest Charades video), every clip real, moments of 5-50 % of the video. Median over `--steps` after 2 warm-up
 steps. Every length runs in a fresh process, so the peak memory is its own: resident set size on CPU,
 `torch.cuda.max_memory_allocated` on CUDA. `--precision` is the loop's setting (`precision_autocast` of
-`12_training`): `auto` (the default) is bf16 autocast on CUDA and on CPUs with bf16 matrix units (AMX,
-AVX512-BF16), fp32 elsewhere; `fp32` and `bf16` force it. The default file name gets `_bf16` for bf16 on a CPU and
+`12_training`): `auto` (the default) is bf16 autocast on CUDA and on CPUs with bf16 matrix units
+(AMX), fp32 elsewhere; `fp32` and `bf16` force it. The default file name gets `_bf16` for bf16 on a CPU and
 `_fp32` for fp32 on CUDA. `--no-dedup`: project every row's clips (and again for SS-MESM), as the official code.
 `--grad-checkpoint`: activation checkpointing (less memory, more time). On CPU the trainer's
 `keep_large_blocks` allocator setting is applied unless `--no-keep-blocks`. Not a test: a measurement; compare

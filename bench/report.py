@@ -74,7 +74,7 @@ def precision_section(out: list):
     "bf16 against fp32: MESM's step and inference side by side, and what bf16 does to the numbers."
     out += ["## Precision: bf16 against fp32", "",
             "The loop's `precision` setting (`train.precision`; `'auto'`: bf16 autocast on CUDA and on CPUs with bf16 "
-            "matrix units, AMX or AVX512-BF16; fp32 elsewhere) measured both ways on one machine, one run after the "
+            "matrix units (AMX); fp32 elsewhere) measured both ways on one machine, one run after the "
             "other: `bench/mesm_speed.py --precision fp32` and `--precision bf16` (the shapes of the section above), "
             "then `bench/precision_quality.py` (the parity fixture and a short synthetic training).", ""]
     shown = False

@@ -102,7 +102,7 @@ class LinearLayer(nn.Module):
         self.drop, self.linear, self.relu = Dropout(dropout), nn.Linear(d_in, d_out), relu
     def forward(self, x):
         x = self.linear(self.drop(self.norm(x)))
-        return F.relu(x) if self.relu else x
+        return F.relu(x, inplace=True) if self.relu else x      # in place: on the product's own output
 
 class MLP(nn.Module):
     "`n_layers` Linear layers, ReLU between them: (..., d_in) -> (..., d_out)."
@@ -111,7 +111,7 @@ class MLP(nn.Module):
         dims = [d_in] + [d_hidden] * (n_layers - 1) + [d_out]
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
     def forward(self, x):
-        for i, l in enumerate(self.layers): x = l(x) if i == len(self.layers) - 1 else F.relu(l(x))
+        for i, l in enumerate(self.layers): x = l(x) if i == len(self.layers) - 1 else F.relu(l(x), inplace=True)
         return x
 
 def _sine(x: torch.Tensor, n_feats: int, temperature: float = 10000.) -> torch.Tensor:
@@ -142,7 +142,8 @@ class FeedForward(nn.Module):
     def __init__(self, d: int, d_ff: int, dropout: float = 0.1, activation: str = 'prelu'):
         super().__init__()
         self.linear1, self.linear2, self.drop = nn.Linear(d, d_ff), nn.Linear(d_ff, d), Dropout(dropout)
-        self.act = nn.PReLU() if activation == 'prelu' else nn.ReLU() if activation == 'relu' else nn.GELU()
+        # ReLU in place: on the (..., F) hidden layer, the FFN's largest tensor, one allocation and pass fewer
+        self.act = nn.PReLU() if activation == 'prelu' else nn.ReLU(inplace=True) if activation == 'relu' else nn.GELU()
     def forward(self, x): return self.linear2(self.drop(self.act(self.linear1(x))))
 
 def run_layer(layer: nn.Module, checkpoint: bool, *args):
@@ -301,8 +302,15 @@ class FusionLayer(nn.Module):
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(d), nn.LayerNorm(d), nn.LayerNorm(d)
         self.ffn, self.drop = FeedForward(d, d_ff, dropout, 'relu'), Dropout(dropout)
     def forward(self, x, x_mask, q, q_mask):
+        """Clips x (N, L, d), mask (N, L); query tokens q (Nq, Lq, d), mask (Nq, Lq), where Nq divides N: the clips of
+        rows nK .. nK + K - 1 (K = N / Nq) attend to query n. The cross-attention runs once per query over its K*L
+        clips, so a query's keys and values are computed once, not once per (query, video) pair; the numbers are
+        those of repeating each query K times (every clip attends to its own query's tokens alone)."""
+        N, L, d = x.shape
+        if N % len(q): raise ValueError(f"{len(q)} query rows do not divide the {N} clip rows")
         x = self.norm1(x + self.drop(self.self_attn(x, x, x, x_mask)))
-        x = self.norm2(x + self.drop(self.cross_attn(x, q, q, q_mask)))
+        g = x.reshape(len(q), -1, d)                              # (Nq, K*L, d): each query's pairs side by side
+        x = self.norm2(g + self.drop(self.cross_attn(g, q, q, q_mask))).view(N, L, d)
         return self.norm3(x + self.drop(self.ffn(x)))
 
 class MultimodalEncoder(nn.Module):
@@ -365,7 +373,7 @@ class ConvBoundaryHead(nn.Module):
         self.conv1, self.conv2 = nn.Conv1d(d, d_hidden, kernel, padding=kernel // 2), nn.Conv1d(d_hidden, 1, 1)
     def forward(self, x, mask):
         x = x.masked_fill(~mask[..., None], 0.)
-        y = self.conv2(F.relu(self.conv1(rearrange(x, 'b l d -> b d l'))))[:, 0]
+        y = self.conv2(F.relu(self.conv1(rearrange(x, 'b l d -> b d l')), inplace=True))[:, 0]
         return at_least_fp32(y).masked_fill(~mask, -1e10)
 
 def segment_max_pool(x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:

@@ -440,9 +440,8 @@ def _localize(localizer, query_feat, query_mask, vids, inputs, device, cache) ->
     at = {v: n for n, v in enumerate(uniq)}
     pos, query_feat, query_mask = to_device((torch.tensor([[at[v] for v in row] for row in vids]).flatten(), query_feat,
                                              query_mask), device)
-    w, q = localizer.encode_queries(query_feat, query_mask)
-    rep = lambda x: x[:, None].expand(B, K, *x.shape[1:]).reshape(B * K, *x.shape[1:])
-    out = localizer.fuse_and_score(rep(w), rep(query_mask), rep(q), enc[pos], vm[pos])
+    w, q = localizer.encode_queries(query_feat, query_mask)          # once per query, for its K videos
+    out = localizer.fuse_and_score(w, query_mask, q, enc[pos], vm[pos])
     L = vm.shape[1]
     return out['start'].view(B, K, L).float(), out['end'].view(B, K, L).float(), vm[pos].view(B, K, L)
 

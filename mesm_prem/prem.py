@@ -260,15 +260,20 @@ class PREMLocalizer(nn.Module):
         return _encode_streams(self.video_encoder, self.cfg, img, mask, sub)
 
     def fuse_and_score(self, words, words_mask, q, clips, mask) -> dict:
-        "Query tokens (N, Lq, d), pooled (N, M, d), encoded clips (N, M, L, d), clip mask (N, L) -> logits."
+        """Query tokens (Nq, Lq, d) with mask (Nq, Lq), pooled (Nq, M, d), encoded clips (N, M, L, d), clip mask
+        (N, L) -> start, end logits (N, L), fused clips (N, L, d), gates (N, M, L, d). Nq divides N: query n goes with
+        rows nK .. nK + K - 1 (K = N / Nq), and its tokens enter the fusion once (`FusionLayer`)."""
+        if len(clips) % len(q): raise ValueError(f"{len(q)} queries do not divide the {len(clips)} videos")
+        q = q.repeat_interleave(len(clips) // len(q), 0)                                   # (N, M, d), small
         gated, gates = zip(*(g(clips[:, m], q[:, m]) for m, g in enumerate(self.gates)))
         h = self.fuse(torch.cat(gated, -1))
         for layer in self.fusion: h = layer(h, mask, words, words_mask)
         return dict(start=self.start_head(h, mask), end=self.end_head(h, mask), fused=h, gates=torch.stack(gates, 1))
 
     def forward(self, query_feat, query_mask, img, mask, sub=None) -> dict:
-        """Row n pairs query n with video n: (N, Lq, Dt), (N, Lq), (N, L, Dv), (N, L), (N, L, Ds) -> start/end logits
-        (N, L)."""
+        """Queries (Nq, Lq, Dt), (Nq, Lq) and videos (N, L, Dv), (N, L), (N, L, Ds), Nq dividing N: query n pairs with
+        videos nK .. nK + K - 1 (K = N / Nq; K = 1: row n with row n), and is encoded once -> `fuse_and_score`'s
+        dict: start/end logits (N, L), ..."""
         w, q = self.encode_queries(query_feat, query_mask)
         return self.fuse_and_score(w, query_mask, q, self.encode_videos(img, mask, sub), mask)
 
@@ -309,9 +314,9 @@ def localizer_loss(model: PREMLocalizer, batch) -> tuple:
     (host copies of the moments and clip counts) let the adversarial segments be made without reading the device."""
     cfg = model.cfg
     B, V, L = batch.video_mask.shape
-    rep = lambda x: None if x is None else x[:, None].expand(B, V, *x.shape[1:]).reshape(B * V, *x.shape[1:])
     flat = lambda x: None if x is None else x.reshape(B * V, *x.shape[2:])
-    out = model(rep(batch.query_feat), rep(batch.query_mask), flat(batch.video_feat), flat(batch.video_mask),
+    # each query encoded once, for its V videos (`PREMLocalizer.forward`)
+    out = model(batch.query_feat, batch.query_mask, flat(batch.video_feat), flat(batch.video_mask),
                 flat(batch.sub_feat))
     st, ed = out['start'].view(B, V, L), out['end'].view(B, V, L)
     losses = loss_shared_norm(st, ed, batch.st_idx, batch.ed_idx, batch.video_mask, shared=cfg.shared_norm)

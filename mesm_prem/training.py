@@ -279,10 +279,10 @@ def plot_metrics(path, out, keys: list | None = None):
 
 # %% ../nbs/12_training.ipynb #d1cbe75d
 PRECISIONS = ('auto', 'fp32', 'bf16')
-BF16_CPU_FLAGS = ('amx_bf16', 'avx512_bf16')     # /proc/cpuinfo flags of bf16 matrix units (x86)
+BF16_CPU_FLAGS = ('amx_bf16',)     # /proc/cpuinfo flags of bf16 matrix units (x86: AMX)
 
 def bf16_matmul_units(cpuinfo: str | None = None) -> bool:
-    """Whether the CPU has bf16 matrix units, AMX (`amx_bf16`) or AVX512-BF16 (`avx512_bf16`): from the `flags`
+    """Whether the CPU has bf16 matrix units, AMX (`amx_bf16`; AVX512-BF16 alone is not enough): from the `flags`
     lines of `cpuinfo` (the text of /proc/cpuinfo) when it is given, else of this machine (PyTorch's CPU probe, else
     /proc/cpuinfo; False when neither answers)."""
     if cpuinfo is None: return _this_cpu_bf16()
