@@ -16,7 +16,7 @@ __all__ = ['at_least_fp32', 'drop_mask', 'dropout', 'Dropout', 'attention_kernel
            'exact_attention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid',
            'FeedForward', 'run_layer', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder',
            'TransformerLayer', 'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead',
-           'segment_max_pool']
+           'segment_max_pool', 'compile_units', 'compile_layers']
 
 # %% ../nbs/06_attention.ipynb #f52da29d
 def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
@@ -44,10 +44,11 @@ def drop_mask(shape, p: float) -> tuple:
     return (r.bitwise_and_(0x7FFF) < t).view(shape), 1. - t / 32768
 
 def dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
-    "Inverted dropout; on CPU with a mask from 15-bit uniform draws (`drop_mask`), elsewhere `F.dropout`."
+    """Inverted dropout; on CPU with a mask from 15-bit uniform draws (`drop_mask`), elsewhere, and inside a
+    `torch.compile`d region (where inductor fuses its own draws), `F.dropout`."""
     if not training or p == 0.: return x
     if not 0. <= p < 1.: raise ValueError(f"dropout probability must be in [0, 1), got {p}")
-    if x.device.type != 'cpu': return F.dropout(x, p, True)
+    if x.device.type != 'cpu' or torch.compiler.is_compiling(): return F.dropout(x, p, True)
     drop, q = drop_mask(x.shape, p)
     return _DropScale.apply(x, drop, 1. / q)
 
@@ -382,3 +383,18 @@ def segment_max_pool(x: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
     t = torch.arange(L, device=x.device)
     inside = (t[None, None] >= segments[..., :1]) & (t[None, None] <= segments[..., 1:])   # (B, S, L)
     return x[:, None].masked_fill(~inside[..., None], float('-inf')).max(2)[0]
+
+# %% ../nbs/06_attention.ipynb #aecd8a00
+def compile_units() -> tuple:
+    "The layer classes `compile_layers` compiles: every Transformer layer of both models."
+    return (T2VLayer, EncoderLayer, DABDecoderLayer, TransformerLayer, FusionLayer)
+
+def compile_layers(model: nn.Module, **kwargs) -> int:
+    """Compile every layer of `model` that is one of `compile_units()` (the outermost: a layer inside a compiled one is
+    part of its graph) in place (`nn.Module.compile(**kwargs)`, e.g. `backend`, `mode`, `fullgraph`); the rest runs
+    eagerly. Returns the number of layers compiled."""
+    units = {}
+    for name, m in model.named_modules():
+        if isinstance(m, compile_units()) and not any(name.startswith(u + '.') for u in units): units[name] = m
+    for m in units.values(): m.compile(**kwargs)
+    return len(units)

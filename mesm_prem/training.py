@@ -27,6 +27,7 @@ from torch.overrides import TorchFunctionMode
 from typing import Callable
 
 from .records import DataError
+from .attention import compile_layers
 from .config import (atomic_save, safe_load, ConfigSection, Renamed, check_bool, check_choice,
                               check_positive, check_range, config_changes, require, upgrade_config)
 
@@ -342,6 +343,7 @@ class LoopConfig(ConfigSection):
     precision: str = 'auto'        # 'auto', 'fp32' or 'bf16' (`autocast_dtype`): training, evaluation, inference
     eval_every: int = 1
     deterministic: bool = False    # torch.use_deterministic_algorithms during fit (CUDA: bit-exact resume, slower)
+    compile: bool = False          # torch.compile every Transformer layer (`compile_layers`; pays on CUDA, not here)
 
     def check(self):
         "Settings the loop cannot run with are refused here (`ConfigError` naming the field), before any work."
@@ -354,7 +356,7 @@ class LoopConfig(ConfigSection):
         check_range('save_every', self.save_every, 0, integer=True)
         check_range('eval_every', self.eval_every, 1, integer=True)
         check_choice('precision', self.precision, PRECISIONS)
-        for k in ('higher_is_better', 'deterministic'): check_bool(k, getattr(self, k))
+        for k in ('higher_is_better', 'deterministic', 'compile'): check_bool(k, getattr(self, k))
 
 @dataclass
 class TrainerConfig(LoopConfig):
@@ -394,6 +396,7 @@ class Trainer:
         if not isinstance(cfg, TrainerConfig): raise TypeError(f"cfg must be a TrainerConfig, got {type(cfg).__name__}")
         self.model, self.step_fn, self.make_loader, self.evaluate = model.to(device), step_fn, make_loader, evaluate
         self.run, self.cfg, self.device = Path(run_dir), cfg, torch.device(device)
+        if cfg.compile: compile_layers(self.model)        # in place: the checkpoints keep their keys
 
         if cfg.deterministic and self.device.type == 'cuda': os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
         self.rank, self.world = dist_info()
