@@ -270,6 +270,25 @@ class PREMLocalizer(nn.Module):
         for layer in self.fusion: h = layer(h, mask, words, words_mask)
         return dict(start=self.start_head(h, mask), end=self.end_head(h, mask), fused=h, gates=torch.stack(gates, 1))
 
+    @torch.no_grad()
+    def boundary_logits(self, words, words_mask, q, clips, mask, lengths: list, buckets: int = 4) -> tuple:
+        """`fuse_and_score`'s start and end logits (N, L) (padded clips -1e10), computed in `buckets` groups of pairs
+        of similar length, each padded to its own longest: `lengths` (N Python ints) are the pairs' clip counts. The
+        padded clips of a pair change none of its real ones (attention masks them, the heads zero them), so only
+        work goes: a corpus of 40-64-clip videos padded to 64 spends 18% of the fusion on padding. Inference only."""
+        N, L = mask.shape
+        K = N // len(q)
+        order = sorted(range(N), key=lengths.__getitem__)
+        start = end = None
+        for part in torch.tensor(order).tensor_split(min(buckets, N)):     # on the host, by length
+            if not len(part): continue
+            Lb = max(lengths[i] for i in part.tolist())
+            rows, qs = (a.to(mask.device, non_blocking=True) for a in (part, part // K))
+            out = self.fuse_and_score(words[qs], words_mask[qs], q[qs], clips[rows, :, :Lb], mask[rows, :Lb])
+            if start is None: start, end = (out['start'].new_full((N, L), -1e10) for _ in range(2))
+            start[rows, :Lb], end[rows, :Lb] = out['start'], out['end']
+        return start, end
+
     def forward(self, query_feat, query_mask, img, mask, sub=None) -> dict:
         """Queries (Nq, Lq, Dt), (Nq, Lq) and videos (N, L, Dv), (N, L), (N, L, Ds), Nq dividing N: query n pairs with
         videos nK .. nK + K - 1 (K = N / Nq; K = 1: row n with row n), and is encoded once -> `fuse_and_score`'s
