@@ -75,7 +75,7 @@ def measure(Lv: int, device: torch.device, steps: int, precision: str, dedup: bo
     exp = PRESETS['mesm']['charades_sta_C+SF_C']
     model = MESM(dataclasses.replace(exp.model, dedup_video=dedup, grad_checkpoint=ckpt)).to(device)
     crit = exp.criterion()
-    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-4, weight_decay=1e-4, fused=True)   # as the trainer's
     if compile_:   # every Transformer layer, in place (`compile_layers`, the loop's `train.compile`)
         from mesm_prem.attention import compile_layers
         compile_layers(model)
