@@ -28,8 +28,9 @@ from .experiments import PREMEval, PREMExperiment
 # %% auto #0
 __all__ = ['INDEX_FRACTION', 'CACHE_FRACTION', 'CPU_CACHE_BYTES', 'PREMInputs', 'ground_truth_vcmr', 'load_videos',
            'free_device_memory', 'cache_budget', 'retriever_fingerprint', 'corpus_fingerprint', 'index_provenance',
-           'check_provenance', 'CorpusIndex', 'query_batches', 'retrieve', 'retrieve_split', 'FlatCorpusIndex',
-           'LocalizerVideoCache', 'localize', 'moments_from_logits', 'to_predictions', 'search_corpus', 'flat_metrics']
+           'check_provenance', 'CorpusIndex', 'query_batches', 'retrieve', 'retrieve_split', 'segment_scores',
+           'FlatCorpusIndex', 'ANNCorpusIndex', 'LocalizerVideoCache', 'localize', 'moments_from_logits',
+           'to_predictions', 'search_corpus', 'flat_metrics']
 
 # %% ../nbs/15_corpus.ipynb #05f4acb8
 class PREMInputs:
@@ -229,7 +230,7 @@ class CorpusIndex:
         start = 0
         for c, m in zip(self.chunks, self.masks):
             c, m = to_device((c, m), q.device)
-            s = PREMRetriever.video_scores(PREMRetriever.clip_scores(q, c), m)
+            s = PREMRetriever.index_scores(q, c, m)
             best_s, best_i = _merge_topk(best_s, best_i, s, start, k)
             start += len(c)
         return best_s, best_i
@@ -266,7 +267,8 @@ def retrieve(retriever: PREMRetriever, queries: VCMRQueryDataset, index: CorpusI
         qids += b['qid']; S.append(s.cpu()); I.append(i.cpu())
     return qids, torch.cat(S), torch.cat(I)
 
-def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = None, index: CorpusIndex | None = None,
+def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = None,
+                   index: CorpusIndex | FlatCorpusIndex | ANNCorpusIndex | None = None,
                    device='cpu', progress: bool = False) -> tuple:
     """Every query of `split` against the split's corpus (indexed here unless `index` is given; a given index is
     moved to `device` for the search when it fits, `CorpusIndex.to`): (qids, scores, positions, index vids). The
@@ -282,6 +284,25 @@ def retrieve_split(retriever, inputs: PREMInputs, split: str, k: int | None = No
     return qids, S, I, index.vids
 
 # %% ../nbs/15_corpus.ipynb #9b19ac0c
+def segment_scores(q: torch.Tensor, x: torch.Tensor, m: torch.Tensor, lengths: torch.Tensor,
+                   sub: int = 4096) -> torch.Tensor:
+    """Eq 6 of queries (B, M, d) against videos stored as consecutive rows: clips `x` (R, M, d) (any float dtype),
+    mask `m` (R, M), rows per video `lengths` (n,) -> (B, n) scores. On the CPU `x` is converted to `q`'s dtype
+    `sub` rows at a time, in a buffer that stays in the cache (not a float32 copy of all of `x`)."""
+    R, (B, M, d) = len(x), q.shape
+    qt = q.permute(1, 2, 0)                                                           # (M, d, B)
+    sc = q.new_empty(M, R, B)
+    if x.dtype == q.dtype: torch.bmm(x.transpose(0, 1), qt, out=sc)
+    else:
+        sub = sub if x.device.type == 'cpu' else R
+        buf = q.new_empty(min(sub, R), M, d)
+        for i in range(0, R, sub):
+            n = min(sub, R - i)
+            sc[:, i:i + n] = torch.bmm(buf[:n].copy_(x[i:i + n]).transpose(0, 1), qt)
+    sc = sc.masked_fill_(~m.T[..., None], float('-inf')).permute(1, 0, 2).reshape(R, M * B)
+    per = torch.segment_reduce(sc, 'max', lengths=lengths, axis=0, unsafe=True).view(-1, M, B)
+    return per.masked_fill(per == float('-inf'), 0.).mean(1).T                 # a stream with no clip counts 0
+
 class FlatCorpusIndex:
     """Unit clip embeddings stored flat ((C, M, d), one row per real clip, float16 by default), memory-mappable;
     search streams it. The arrays may also be tensors (e.g. held on a GPU)."""
@@ -379,16 +400,202 @@ class FlatCorpusIndex:
                 warnings.simplefilter('ignore', UserWarning)
                 x, m = (t[c0:c1] if torch.is_tensor(t) else torch.from_numpy(np.ascontiguousarray(t[c0:c1]))
                         for t in (self.clips, self.mask))
-            x, m = to_device((x, m), q.device); x = x.to(q.dtype)                           # (C, M, d), (C, M)
-            sc = torch.einsum('bmd,cmd->bcm', q, x).masked_fill(~m, float('-inf'))
-            owner = np.repeat(np.arange(v1 - v0), np.diff(self.offsets[v0:v1 + 1]))
-            owner = to_device(torch.from_numpy(owner), q.device)
-            per = sc.new_full((B, v1 - v0, q.shape[1]), float('-inf'))
-            per = per.scatter_reduce_(1, owner[None, :, None].expand_as(sc), sc, 'amax')
-            s = per.masked_fill(per == float('-inf'), 0.).mean(-1)    # a stream with no clip counts 0 (masked_max)
+            lengths = torch.from_numpy(np.diff(self.offsets[v0:v1 + 1]))
+            s = segment_scores(q, *to_device((x, m, lengths), q.device))               # (C, M, d), (C, M), (n,)
             best_s, best_i = _merge_topk(best_s, best_i, s, v0, k)
             v0 = v1
         return best_s, best_i
+
+# %% ../nbs/15_corpus.ipynb #821598a0
+def _faiss():
+    "The faiss module (imported here: it is an optional dependency), its threads following `torch.get_num_threads()`."
+    try: import faiss
+    except ImportError:
+        raise DataError("ANNCorpusIndex needs faiss: pip install faiss-cpu (the optional extra)") from None
+    faiss.omp_set_num_threads(torch.get_num_threads())
+    return faiss
+
+def _row_offsets(base) -> np.ndarray:
+    "(V+1,) offsets of each video's real clip rows in `base` (a `FlatCorpusIndex`, or a `CorpusIndex`'s real clips)."
+    if isinstance(base, CorpusIndex):
+        n = torch.cat([m.any(1).sum(-1).cpu() for m in base.masks]).numpy()
+        return np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    return base.offsets
+
+def _video_rows(base, pos: np.ndarray, device) -> tuple:
+    """Sorted video positions (n,) -> their real clips (R, M, d) (stored dtype), mask (R, M), rows per video (n,),
+    on `device`."""
+    if isinstance(base, CorpusIndex):
+        starts = np.cumsum([0] + [len(c) for c in base.chunks])
+        xs, ms = [], []
+        for p in pos:
+            j = int(np.searchsorted(starts, p, side='right')) - 1
+            c, m = base.chunks[j][p - starts[j]], base.masks[j][p - starts[j]]      # (M, L, d), (M, L)
+            real = m.any(0)
+            xs.append(c[:, real].transpose(0, 1)); ms.append(m[:, real].T)
+        lengths = torch.tensor([len(x) for x in xs])
+        return to_device((torch.cat(xs), torch.cat(ms), lengths), device)
+    o = base.offsets
+    lengths = o[pos + 1] - o[pos]
+    rows = np.repeat(o[pos] - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+    take = lambda a: a[torch.from_numpy(rows).to(a.device)] if torch.is_tensor(a) else torch.from_numpy(a[rows])
+    return to_device((take(base.clips), take(base.mask), torch.from_numpy(lengths)), device)
+
+def _clip_blocks(base, chunk_clips: int):
+    "Blocks of whole videos of `base`: (clips (R, M, d) float32 array, mask (R, M) bool array, video positions (R,))."
+    if isinstance(base, CorpusIndex):
+        start = 0
+        for c, m in zip(base.chunks, base.masks):
+            real = m.any(1)                                                          # (N, L)
+            x = c.permute(0, 2, 1, 3)[real].float().cpu().numpy(); mk = m.permute(0, 2, 1)[real].cpu().numpy()
+            yield x, mk, start + torch.nonzero(real)[:, 0].cpu().numpy()
+            start += len(c)
+        return
+    o, v0 = base.offsets, 0
+    while v0 < len(base):
+        v1 = min(max(int(np.searchsorted(o, o[v0] + chunk_clips, side='right')) - 1, v0 + 1), len(base))
+        pos = np.arange(v0, v1)
+        x, m, n = _video_rows(base, pos, 'cpu')
+        yield x.float().numpy(), m.numpy(), np.repeat(pos, n.numpy())
+        v0 = v1
+
+def _rescore(q, base, pos: np.ndarray, k: int) -> tuple:
+    "Exact Eq 6 of one query (1, M, d) against the sorted video positions `pos` -> top-k (k,) scores, positions."
+    x, m, lengths = _video_rows(base, pos, q.device)
+    s = segment_scores(q, x, m, lengths)[0]
+    top = torch.sort(s, descending=True, stable=True)[1][:k]                 # ties: the lower position (pos sorted)
+    return s[top], torch.from_numpy(pos).to(q.device)[top]
+
+class ANNCorpusIndex:
+    """Approximate search of an exact index `base` (`FlatCorpusIndex` or `CorpusIndex`): per stream m, a faiss index
+    (inner product) over the real clip vectors of m, with ids = the clip's video position; a query's candidates are
+    the videos of the `clips_per_stream` nearest clips of each stream, rescored exactly (Eq 6) from `base`."""
+    def __init__(self, base, indexes: list, params: dict, source=None):
+        self.base, self.indexes, self.params = base, indexes, dict(params)
+        self.source = source or 'ANN corpus index (in memory)'
+
+    @property
+    def vids(self): return self.base.vids
+    def __len__(self): return len(self.base)
+    @property
+    def provenance(self): return self.base.provenance
+    @property
+    def nbytes(self) -> int:
+        "Bytes of the faiss indexes (codes, ids, coarse centroids, codebooks; the exact `base` not counted)."
+        faiss, n = _faiss(), 0
+        for ix in self.indexes:
+            ivf = faiss.extract_index_ivf(ix)
+            n += ix.ntotal * (ivf.code_size + 8) + ivf.quantizer.ntotal * ivf.d * 4
+            if hasattr(ivf, 'pq'): n += ivf.pq.M * ivf.pq.ksub * ivf.pq.dsub * 4
+        return n
+
+    def check(self, retriever: PREMRetriever, vids=None, split: str | None = None) -> 'ANNCorpusIndex':
+        "`self`, when `retriever` built its base index (over `vids` / `split`); else the base's `DataError`."
+        self.base.check(retriever, vids, split); return self
+
+    def to(self, device, max_bytes: int | None = None) -> 'ANNCorpusIndex':
+        "This index with its base moved to `device` (`base.to`); the faiss indexes stay on the CPU."
+        b = self.base.to(device, max_bytes)
+        return self if b is self.base else ANNCorpusIndex(b, self.indexes, self.params, self.source)
+
+    @classmethod
+    def build(cls, base, nlist: int = 1024, m_pq: int = 48, nprobe: int = 32, clips_per_stream: int = 256,
+              train_size: int = 100_000, seed: int = 0, chunk_clips: int = 1 << 16, factory: str | None = None,
+              progress: bool = False) -> 'ANNCorpusIndex':
+        """IVF`nlist`,PQ`m_pq` (8 bits a code: `m_pq` bytes a clip; or any faiss `factory` string) per stream, trained
+        on `train_size` real clips of `seed`-drawn videos, then filled `chunk_clips` clips at a time (a memory-mapped
+        base is streamed, never read whole)."""
+        faiss = _faiss()
+        o = _row_offsets(base)
+        c0 = base.chunks[0] if isinstance(base, CorpusIndex) else None
+        M, d = (c0.shape[1], c0.shape[-1]) if c0 is not None else base.clips.shape[1:]
+        factory = factory or f"IVF{nlist},PQ{m_pq}np"       # np: no polysemous training
+        rng = np.random.default_rng(seed)
+        per_video = max(o[-1] / max(len(base), 1), 1)
+        pos = np.sort(rng.choice(len(base), min(len(base), math.ceil(1.2 * train_size / per_video)), replace=False))
+        x, m, _ = _video_rows(base, pos, 'cpu')
+        x, m = x.float().numpy(), m.numpy()
+        indexes = []
+        for j in range(M):
+            xt = x[m[:, j], j]
+            xt = np.ascontiguousarray(xt[rng.permutation(len(xt))[:train_size]])
+            ix = faiss.index_factory(int(d), factory, faiss.METRIC_INNER_PRODUCT)
+            ix.train(xt); indexes.append(ix)
+        it = _clip_blocks(base, chunk_clips)
+        if progress:
+            from tqdm.auto import tqdm
+            it = tqdm(it, total=math.ceil(o[-1] / chunk_clips), desc='ANN index', leave=False)
+        for xb, mb, owner in it:
+            for j, ix in enumerate(indexes):
+                ix.add_with_ids(np.ascontiguousarray(xb[mb[:, j], j]), owner[mb[:, j]].astype(np.int64))
+        params = dict(factory=factory, nlist=nlist, m_pq=m_pq, nprobe=nprobe, clips_per_stream=clips_per_stream,
+                      train_size=train_size, seed=seed, streams=int(M), d=int(d))
+        return cls(base, indexes, params)
+
+    def candidates(self, q: torch.Tensor, nprobe: int | None = None, clips_per_stream: int | None = None,
+                   k: int = 0) -> list:
+        """(B, M, d) queries -> per query the sorted (n,) video positions of its candidates: the union over streams of
+        the videos of the `clips_per_stream` clips faiss finds; widened (4x the clips) while fewer than `k`."""
+        faiss = _faiss()
+        nprobe, cps = nprobe or self.params['nprobe'], clips_per_stream or self.params['clips_per_stream']
+        qn = q.detach().float().cpu().numpy()
+        for ix in self.indexes: faiss.extract_index_ivf(ix).nprobe = nprobe
+        out, todo = [None] * len(qn), np.arange(len(qn))
+        while len(todo):
+            ids = np.concatenate([ix.search(np.ascontiguousarray(qn[todo, j]), min(cps, max(ix.ntotal, 1)))[1]
+                                  for j, ix in enumerate(self.indexes)], 1)                 # (b, M * cps), -1: none
+            more = []
+            for b, row in zip(todo, ids):
+                out[b] = np.unique(row[row >= 0])
+                if len(out[b]) < k and cps < max(ix.ntotal for ix in self.indexes): more.append(b)
+            todo, cps = np.array(more, dtype=np.int64), cps * 4
+        for b, c in enumerate(out):          # a corpus with fewer than k reachable videos: the first others join
+            if len(c) < k: out[b] = np.union1d(c, np.setdiff1d(np.arange(len(self)), c)[:k - len(c)])
+        return out
+
+    @torch.no_grad()
+    def search(self, q: torch.Tensor, k: int, nprobe: int | None = None, clips_per_stream: int | None = None) -> tuple:
+        """(B, M, d) unit query vectors -> (B, k) exact Eq 6 scores and (B, k) video positions of the best
+        candidates, best first (ties: the lower position), on `q`'s device."""
+        k = min(k, len(self))
+        cands = self.candidates(q, nprobe, clips_per_stream, k)
+        S, I = zip(*(_rescore(q[b:b + 1], self.base, c, k) for b, c in enumerate(cands)))
+        return torch.stack(S), torch.stack(I)
+
+    def save(self, folder):
+        "`meta.json` and one `stream{m}.faiss` per stream in `folder` (the base index is saved on its own)."
+        faiss, folder = _faiss(), Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for j, ix in enumerate(self.indexes): faiss.write_index(ix, str(folder/f"stream{j}.faiss"))
+        src = self.base.source
+        meta = dict(kind='ann_corpus_index', params=self.params, videos=len(self), corpus=corpus_fingerprint(self.vids),
+                    base=str(src) if isinstance(src, Path) else None)
+        (folder/'meta.json').write_text(json.dumps(meta))
+
+    @classmethod
+    def open(cls, folder, base=None) -> 'ANNCorpusIndex':
+        """The index `save` wrote, over `base` (by default the flat index at the folder it was built from); a
+        missing or foreign file, or another corpus: a `DataError` naming the file."""
+        faiss, folder = _faiss(), Path(folder)
+        f = folder/'meta.json'
+        try: meta = json.loads(f.read_text())
+        except (OSError, ValueError) as e:
+            raise DataError(f"{f}: not an ANN corpus index ({type(e).__name__})") from None
+        if not isinstance(meta, dict) or meta.get('kind') != 'ann_corpus_index':
+            raise DataError(f"{f}: not an ANN corpus index")
+        if base is None:
+            if not meta.get('base'): raise DataError(f"{f}: built over an in-memory index: pass base=")
+            base = FlatCorpusIndex.open(meta['base'])
+        if corpus_fingerprint(base.vids) != meta['corpus']:
+            raise DataError(f"{f}: built over another corpus ({meta['videos']} videos, hash {meta['corpus']}; the "
+                            f"base has {len(base)} videos, hash {corpus_fingerprint(base.vids)})")
+        indexes = []
+        for j in range(meta['params']['streams']):
+            fj = folder/f"stream{j}.faiss"
+            if not fj.exists(): raise DataError(f"{fj}: missing (not an ANN corpus index folder)")
+            try: indexes.append(faiss.read_index(str(fj)))
+            except RuntimeError: raise DataError(f"{fj}: not a faiss index (corrupt or foreign file)") from None
+        return cls(base, indexes, meta['params'], folder)
 
 # %% ../nbs/15_corpus.ipynb #adbbed2b
 class LocalizerVideoCache:
@@ -441,9 +648,10 @@ def _localize(localizer, query_feat, query_mask, vids, inputs, device, cache) ->
     pos, query_feat, query_mask = to_device((torch.tensor([[at[v] for v in row] for row in vids]).flatten(), query_feat,
                                              query_mask), device)
     w, q = localizer.encode_queries(query_feat, query_mask)          # once per query, for its K videos
-    out = localizer.fuse_and_score(w, query_mask, q, enc[pos], vm[pos])
+    n = [inputs.video.n_clips(v) for row in vids for v in row]      # on the host: pairs fused in length buckets
+    st, ed = localizer.boundary_logits(w, query_mask, q, enc[pos], vm[pos], n)
     L = vm.shape[1]
-    return out['start'].view(B, K, L).float(), out['end'].view(B, K, L).float(), vm[pos].view(B, K, L)
+    return st.view(B, K, L).float(), ed.view(B, K, L).float(), vm[pos].view(B, K, L)
 
 # %% ../nbs/15_corpus.ipynb #042ecf0b
 def moments_from_logits(start, end, mask, video_scores, ev: PREMEval, model: PREMConfig) -> tuple:
@@ -491,7 +699,8 @@ def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEv
 
 # %% ../nbs/15_corpus.ipynb #e0d136fe
 @torch.no_grad()
-def search_corpus(retriever, localizer, inputs: PREMInputs, split: str, index: CorpusIndex | None = None, device='cpu',
+def search_corpus(retriever, localizer, inputs: PREMInputs, split: str,
+                  index: CorpusIndex | FlatCorpusIndex | ANNCorpusIndex | None = None, device='cpu',
                   retrieval: tuple | None = None, svmr: bool = True, progress: bool = False) -> dict:
     """The TVR submission of every query of `split` searched in the split's corpus. A given `index` must have been
     built by `retriever` over this split's corpus (else a `DataError` naming its file). Each model runs at its stage's

@@ -291,10 +291,11 @@ class PREMLocalizer(nn.Module):
         K = N // len(q)
         order = sorted(range(N), key=lengths.__getitem__)
         start = end = None
-        for part in torch.tensor(order).tensor_split(min(buckets, N)):     # on the host, by length
-            if not len(part): continue
-            Lb = max(lengths[i] for i in part.tolist())
-            rows, qs = (a.to(mask.device, non_blocking=True) for a in (part, part // K))
+        n = min(buckets, N)
+        for b in range(n):                                   # on the host, by length (no read of the device)
+            part = order[b * N // n:(b + 1) * N // n]
+            Lb = max(lengths[i] for i in part)
+            rows, qs = (torch.tensor(a).to(mask.device, non_blocking=True) for a in (part, [i // K for i in part]))
             out = self.fuse_and_score(words[qs], words_mask[qs], q[qs], clips[rows, :, :Lb], mask[rows, :Lb])
             if start is None: start, end = (out['start'].new_full((N, L), -1e10) for _ in range(2))
             start[rows, :Lb], end[rows, :Lb] = out['start'], out['end']
