@@ -21,6 +21,8 @@ min_python = cfg['min_python']
 requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 dev_requirements = shlex.split(cfg.get('dev_requirements', ''))
+# optional extras: video files (PyAV), approximate corpus search (faiss); the dev extra holds them all
+extras = {k: shlex.split(cfg.get(f'{k}_requirements', '')) for k in ('video', 'ann')}
 
 setuptools.setup(
     name=cfg['lib_name'],
@@ -36,7 +38,7 @@ setuptools.setup(
     packages=setuptools.find_packages(exclude=['tests', 'tests.*']),
     include_package_data=True,
     install_requires=requirements,
-    extras_require={'dev': dev_requirements},
+    extras_require={'dev': dev_requirements, **extras},
     dependency_links=cfg.get('dep_links', '').split(),
     python_requires='>=' + min_python,
     long_description=open('README.md', encoding='utf-8').read(),

@@ -35,8 +35,10 @@ def by_lv(r): return {x['Lv']: x for x in r['results']} if r else {}
 
 
 def mesm_section(out: list):
-    off, ours, ck, plain = (load(f) for f in ('mesm_speed_cpu_official.json', 'mesm_speed_cpu.json', 'mesm_speed_cpu_ckpt.json',
+    off, ours, ck, plain = (load(f) for f in ('mesm_speed_cpu_official.json', 'mesm_speed_cpu_fp32.json', 'mesm_speed_cpu_ckpt.json',
                                                 'mesm_speed_cpu_nodedup.json'))
+    ours = ours or load('mesm_speed_cpu.json')
+    ck, plain = (x if same_cpu(x, ours) else None for x in (ck, plain))   # variants measured on another CPU: not beside these
     out += ["## MESM training step (CPU)", "",
             "One training step (forward with the masked-word branch, objective, backward, clipping, AdamW) at the official "
             "Charades-STA C+SF/C shapes: 32 sentence rows of 12 videos, 16 tokens, Lv clips (`bench/mesm_speed.py`). The official "
@@ -154,12 +156,111 @@ def scale_section(out: list):
         out.append("")
 
 
+def ann_section(out: list):
+    r = load('corpus_scale_ann_cpu.json')
+    if not r: return
+    out += ["## Approximate search at corpus scale (faiss)", "",
+            "`ANNCorpusIndex` (IVF-PQ per stream over the clip vectors, the candidates ranked by their faiss dots, the best "
+            "`rescore` of them rescored exactly by Eq 6) against the exact flat search, on a TVR-shaped corpus with topic "
+            "structure (`bench/corpus_scale.py --index ann`). Each operating point: lists probed, nearest clips a stream, "
+            "videos rescored (all: every candidate). Recall@100: the share of the exact top 100 videos returned, over 64 "
+            "queries; one query: the median over 8.", "",
+            f"**{machine(r['machine'])}**, {r['machine'].get('ram_gib', '?')} GiB RAM", "",
+            "| videos | clips | flat index | ANN index | build | exact, 64 queries | point | candidate videos a query "
+            "| ANN, 1 query | ANN, 64 queries (per query) | recall@100 |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for x in r['results']:
+        if 'skipped' in x: out.append(f"| {x['videos']:,} | {x['skipped']} | | | | | | | | | |"); continue
+        for i, p in enumerate(x['points']):
+            head = (f"| {x['videos']:,} | {x['clips']:,} | {x['flat_bytes'] / 1e9:.2f} GB | {x['ann_bytes'] / 1e9:.3f} GB | "
+                    f"{x['seconds_build']:.0f} s | {x['seconds_exact_q64']:.1f} s |") if i == 0 else "| | | | | | |"
+            out.append(head + f" {p['nprobe']}, {p['clips_per_stream']}, {p['rescore'] or 'all'} | {p['candidates_per_query']:.0f} | "
+                       f"{p['seconds_q1'] * 1000:.0f} ms | {p['seconds_q64']:.2f} s ({p['seconds_per_query_q64'] * 1000:.1f} ms) | "
+                       f"{p['recall_at_100']:.3f} |")
+    out.append("")
+
+
+def same_cpu(a, b) -> bool:
+    return bool(a and b) and a['machine'].get('cpu') == b['machine'].get('cpu')
+
+
+def targets_section(out: list):
+    """Each target of the speed work beside the official code's figure and the bound, met or missed by how much:
+    computed from the result files (the reasons are in the notes below)."""
+    fl, f32, b16, off = (load(f) for f in ('flops_cpu.json', 'mesm_speed_cpu_fp32.json', 'mesm_speed_cpu_bf16.json',
+                                           'mesm_speed_cpu_official.json'))
+    ps, cs, ann = load('prem_search_cpu.json'), load('corpus_scale_cpu.json'), load('corpus_scale_ann_cpu.json')
+    gpu = any((RES/f).exists() for f in ('mesm_speed_cuda.json', 'prem_search_cuda.json'))
+    out += ["## Targets", "",
+            "Each target, the official code's figure where one exists, ours, and the bound: the FLOP the work counts "
+            "(`bench/flops.py`) over this machine's peak matrix-product rate. Computed from the result files below.", ""]
+    if fl: out += [f"Bounds: {machine(fl['machine'])}; peak products {fl['peak_gflops']['fp32']:.0f} GFLOP/s fp32, "
+                   f"{fl['peak_gflops']['bf16']:.0f} GFLOP/s bf16 (4096 x 1024 x 1024); bf16 matrix units (AMX): "
+                   f"{'yes' if fl['machine'].get('bf16_matmul_units') else 'no'}.", ""]
+    out += ["| target | official code | ours | bound | status |", "|---|---|---|---|---|"]
+    F, B, O = by_lv(f32), by_lv(b16), by_lv(off)
+    for L in (48, 194):
+        f, o = F.get(L), O.get(L)
+        bound = f"{fl['mesm_step_gflop'][str(L)]:.0f} GFLOP: {fl['mesm_step_gflop'][str(L)] / fl['peak_gflops']['fp32']:.2f} s" if fl else '-'
+        if f and o and same_cpu(f32, off):
+            sp = o['train_step_s'] / f['train_step_s']
+            status = f"{'met' if sp >= 2 else 'missed'}: {sp:.2f}x"
+            ocell = f"{o['train_step_s']:.2f} s"
+        else:
+            status, ocell = 'official code not timed on this CPU', (f"{o['train_step_s']:.2f} s ({off['machine']['cpu']})" if o else '-')
+        out.append(f"| MESM step fp32, Lv {L}: 2x the official | {ocell} | {f['train_step_s']:.2f} s | {bound} | {status} |" if f else
+                   f"| MESM step fp32, Lv {L}: 2x the official | {ocell} | - | {bound} | not measured |")
+    units = bool(b16 and b16['machine'].get('bf16_matmul_units'))
+    for L in (48, 194):
+        b, f = B.get(L), F.get(L)
+        if not b: continue
+        cell = f"{b['train_step_s']:.2f} s, {b['peak_gib']:.2f} GiB" + (f" ({b['train_step_s'] / f['train_step_s']:.2f}x the fp32 step)" if f else '')
+        status = ('measured on a CPU with bf16 units: see the precision section' if units else
+                  'not measurable here: this CPU has no bf16 matrix units')
+        out.append(f"| MESM step bf16, Lv {L}: 3x the official, peak 0.5x, on a CPU with bf16 units | - | {cell} | - | {status} |")
+    if ps:
+        tot = ps['seconds_end_to_end_all_10895']
+        units = bool(fl and fl['machine'].get('bf16_matmul_units'))
+        if fl:
+            g = fl['prem_tvr_val_gflop']; bd = g['total'] / fl['peak_gflops']['fp32']
+            out.append(f"| PREM search, TVR val, fp32, on a CPU without bf16 units: within 1.5x of the bound | no public code | "
+                       f"{tot:.0f} s | {g['total'] / 1e3:.0f} TFLOP: {bd:.0f} s | "
+                       f"{'met' if tot <= 1.5 * bd else 'missed'}: {tot / bd:.3f}x the bound |")
+            out.append(f"| PREM search, TVR val: 60 s on a 2-core CPU with bf16 units | no public code | {tot:.0f} s (fp32) | "
+                       f"{g['total'] / fl['peak_gflops']['bf16']:.0f} s at this CPU's bf16 rate | "
+                       f"{'see the PREM section' if units else 'not measurable here: no bf16 units'} |")
+    if cs:
+        rows = [x for x in cs['results'] if 'skipped' not in x and not x.get('from_disk')]
+        if rows:
+            worst = max(rows, key=lambda x: x['seconds_pass_q1'] / x['bandwidth_bound_s_this_machine'])
+            ratio = worst['seconds_pass_q1'] / worst['bandwidth_bound_s_this_machine']
+            out.append(f"| Flat corpus search, 1 query: within 3x of the bandwidth bound | - | {worst['seconds_pass_q1']:.3f} s at "
+                       f"{worst['videos']:,} videos (the worst of {len(rows)} sizes) | {worst['bandwidth_bound_s_this_machine']:.3f} s | "
+                       f"{'met' if ratio <= 3 else 'missed'}: {ratio:.2f}x |")
+    if ann:
+        rows = [x for x in ann['results'] if 'skipped' not in x]
+        if rows:
+            x = rows[-1]
+            best = max(x['points'], key=lambda p: (p['recall_at_100'], -p['seconds_q1']))
+            fast = [p for p in x['points'] if p['seconds_q1'] <= 0.1]
+            cell = '; '.join(f"recall {p['recall_at_100']:.3f} in {p['seconds_q1'] * 1000:.0f} ms" for p in x['points'])
+            ok = any(p['recall_at_100'] >= 0.99 for p in fast)
+            out.append(f"| 1M videos: recall@100 0.99 in 100 ms a query on 2 cores | - | at {x['videos']:,} videos (the largest "
+                       f"measured; ANN index {x['ann_bytes'] / 1e9:.2f} GB): {cell} | - | "
+                       f"{'met' if ok else 'missed'} at {x['videos']:,} (best recall {best['recall_at_100']:.3f}); 1M not measured |")
+    if not gpu:
+        out.append("| GPU: MESM step 3x the official, PREM search 5 s (H200) | - | - | - | not measured: no GPU was lent |")
+    out.append("")
+    t = RES/'TARGETS.md'
+    if t.exists(): out += [t.read_text().strip(), ""]
+
+
 def render() -> str:
     out = ["# Performance", "",
            "Measured figures, each with the date and machine it came from. These machines are noisy: compare ratios measured "
            "side by side in one session, not figures across machines. `python bench/report.py` writes this page from "
            "`bench/results/*.json`.", ""]
-    mesm_section(out); precision_section(out); prem_section(out); scale_section(out)
+    targets_section(out)
+    mesm_section(out); precision_section(out); prem_section(out); scale_section(out); ann_section(out)
     notes = RES/'NOTES.md'
     if notes.exists(): out += [notes.read_text().strip(), ""]
     return '\n'.join(out).rstrip() + '\n'

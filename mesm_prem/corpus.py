@@ -466,10 +466,26 @@ def _rescore(q, base, pos: np.ndarray, k: int) -> tuple:
     top = torch.sort(s, descending=True, stable=True)[1][:k]                 # ties: the lower position (pos sorted)
     return s[top], torch.from_numpy(pos).to(q.device)[top]
 
+def _approx_best(D: list, I: list, vids: np.ndarray, n: int) -> np.ndarray:
+    """The `n` of the sorted candidate videos `vids` with the highest approximate Eq 6, from one query's faiss results
+    per stream (`D[m]` dots, best first, `I[m]` video ids, -1: none): a video's stream-m maximum is its best dot
+    found, or, where none of its clips was found, the lowest dot found (an upper bound of it, up to the quantizer's
+    error); the mean over the streams, as Eq 6. Sorted positions."""
+    est = np.zeros(len(vids))
+    for d, i in zip(D, I):
+        ok = i >= 0
+        d, i = d[ok], i[ok]
+        u, first = np.unique(i, return_index=True)                   # dots best first: the first is the video's best
+        best = np.full(len(vids), d[-1] if len(d) else 0., dtype=np.float64)
+        best[np.searchsorted(vids, u)] = d[first]
+        est += best
+    return np.sort(vids[np.argsort(-est, kind='stable')[:n]])
+
 class ANNCorpusIndex:
     """Approximate search of an exact index `base` (`FlatCorpusIndex` or `CorpusIndex`): per stream m, a faiss index
     (inner product) over the real clip vectors of m, with ids = the clip's video position; a query's candidates are
-    the videos of the `clips_per_stream` nearest clips of each stream, rescored exactly (Eq 6) from `base`."""
+    the videos of the `clips_per_stream` nearest clips of each stream; the `rescore` of them with the best approximate
+    score (`_approx_best`) are rescored exactly (Eq 6) from `base` (0: all of them)."""
     def __init__(self, base, indexes: list, params: dict, source=None):
         self.base, self.indexes, self.params = base, indexes, dict(params)
         self.source = source or 'ANN corpus index (in memory)'
@@ -499,9 +515,9 @@ class ANNCorpusIndex:
         return self if b is self.base else ANNCorpusIndex(b, self.indexes, self.params, self.source)
 
     @classmethod
-    def build(cls, base, nlist: int = 1024, m_pq: int = 48, nprobe: int = 32, clips_per_stream: int = 256,
-              train_size: int = 100_000, seed: int = 0, chunk_clips: int = 1 << 16, factory: str | None = None,
-              progress: bool = False) -> 'ANNCorpusIndex':
+    def build(cls, base, nlist: int = 1024, m_pq: int = 48, nprobe: int = 32, clips_per_stream: int = 1024,
+              rescore: int = 400, train_size: int = 100_000, seed: int = 0, chunk_clips: int = 1 << 16,
+              factory: str | None = None, progress: bool = False) -> 'ANNCorpusIndex':
         """IVF`nlist`,PQ`m_pq` (8 bits a code: `m_pq` bytes a clip; or any faiss `factory` string) per stream, trained
         on `train_size` real clips of `seed`-drawn videos, then filled `chunk_clips` clips at a time (a memory-mapped
         base is streamed, never read whole)."""
@@ -529,24 +545,30 @@ class ANNCorpusIndex:
             for j, ix in enumerate(indexes):
                 ix.add_with_ids(np.ascontiguousarray(xb[mb[:, j], j]), owner[mb[:, j]].astype(np.int64))
         params = dict(factory=factory, nlist=nlist, m_pq=m_pq, nprobe=nprobe, clips_per_stream=clips_per_stream,
-                      train_size=train_size, seed=seed, streams=int(M), d=int(d))
+                      rescore=rescore, train_size=train_size, seed=seed, streams=int(M), d=int(d))
         return cls(base, indexes, params)
 
     def candidates(self, q: torch.Tensor, nprobe: int | None = None, clips_per_stream: int | None = None,
-                   k: int = 0) -> list:
-        """(B, M, d) queries -> per query the sorted (n,) video positions of its candidates: the union over streams of
-        the videos of the `clips_per_stream` clips faiss finds; widened (4x the clips) while fewer than `k`."""
+                   k: int = 0, rescore: int | None = None) -> list:
+        """(B, M, d) queries -> per query the sorted (n,) video positions of its candidates: of the union over streams
+        of the videos of the `clips_per_stream` clips faiss finds (widened, 4x the clips, while fewer than `k`), the
+        max(`rescore`, `k`) with the best approximate score (`_approx_best`; `rescore` 0: all)."""
         faiss = _faiss()
         nprobe, cps = nprobe or self.params['nprobe'], clips_per_stream or self.params['clips_per_stream']
+        rescore = self.params.get('rescore', 0) if rescore is None else rescore
+        keep = max(rescore, k) if rescore > 0 else 0
         qn = q.detach().float().cpu().numpy()
         for ix in self.indexes: faiss.extract_index_ivf(ix).nprobe = nprobe
         out, todo = [None] * len(qn), np.arange(len(qn))
         while len(todo):
-            ids = np.concatenate([ix.search(np.ascontiguousarray(qn[todo, j]), min(cps, max(ix.ntotal, 1)))[1]
-                                  for j, ix in enumerate(self.indexes)], 1)                 # (b, M * cps), -1: none
+            found = [ix.search(np.ascontiguousarray(qn[todo, j]), min(cps, max(ix.ntotal, 1)))
+                     for j, ix in enumerate(self.indexes)]                      # per stream (b, cps) dots, ids (-1: none)
             more = []
-            for b, row in zip(todo, ids):
-                out[b] = np.unique(row[row >= 0])
+            for i, b in enumerate(todo):
+                D, I = [f[0][i] for f in found], [f[1][i] for f in found]
+                out[b] = np.unique(np.concatenate(I))
+                out[b] = out[b][out[b] >= 0]
+                if len(out[b]) >= k and 0 < keep < len(out[b]): out[b] = _approx_best(D, I, out[b], keep)
                 if len(out[b]) < k and cps < max(ix.ntotal for ix in self.indexes): more.append(b)
             todo, cps = np.array(more, dtype=np.int64), cps * 4
         for b, c in enumerate(out):          # a corpus with fewer than k reachable videos: the first others join
@@ -554,11 +576,12 @@ class ANNCorpusIndex:
         return out
 
     @torch.no_grad()
-    def search(self, q: torch.Tensor, k: int, nprobe: int | None = None, clips_per_stream: int | None = None) -> tuple:
+    def search(self, q: torch.Tensor, k: int, nprobe: int | None = None, clips_per_stream: int | None = None,
+               rescore: int | None = None) -> tuple:
         """(B, M, d) unit query vectors -> (B, k) exact Eq 6 scores and (B, k) video positions of the best
         candidates, best first (ties: the lower position), on `q`'s device."""
         k = min(k, len(self))
-        cands = self.candidates(q, nprobe, clips_per_stream, k)
+        cands = self.candidates(q, nprobe, clips_per_stream, k, rescore)
         S, I = zip(*(_rescore(q[b:b + 1], self.base, c, k) for b, c in enumerate(cands)))
         return torch.stack(S), torch.stack(I)
 

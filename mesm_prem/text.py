@@ -195,17 +195,18 @@ def _ln(ln: nn.LayerNorm, x):
     return F.layer_norm(x.float(), ln.normalized_shape, ln.weight.float(), ln.bias.float(), ln.eps).to(x.dtype)
 
 class ClipTextBlock(nn.Module):
-    "One pre-norm block: causal self-attention, then a QuickGELU MLP, each with a residual."
-    def __init__(self, width: int, heads: int):
+    """One pre-norm block: self-attention (causal, as in the text tower, unless `causal=False`, as in the image
+    tower), then a QuickGELU MLP, each with a residual."""
+    def __init__(self, width: int, heads: int, causal: bool = True):
         super().__init__()
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.ln_1, self.ln_2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.qkv, self.out = nn.Linear(width, 3 * width), nn.Linear(width, width)
         self.fc, self.proj = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
 
     def forward(self, x):
         q, k, v = rearrange(self.qkv(_ln(self.ln_1, x)), 'b l (three h d) -> three b h l d', three=3, h=self.heads)
-        x = x + self.out(rearrange(F.scaled_dot_product_attention(q, k, v, is_causal=True), 'b h l d -> b l (h d)'))
+        x = x + self.out(rearrange(F.scaled_dot_product_attention(q, k, v, is_causal=self.causal), 'b h l d -> b l (h d)'))
         h = self.fc(_ln(self.ln_2, x))
         return x + self.proj(h * torch.sigmoid(1.702 * h))
 
