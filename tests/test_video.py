@@ -1,7 +1,10 @@
-"""Features from video files (notebooks 20-21) against independent implementations.
+"""Features from video files (notebooks 18-20) against independent implementations.
 
 - The CLIP image tower equals Hugging Face's `CLIPVisionModelWithProjection` with the same random weights (a tiny
   tower and the ViT-B/32 sizes), after the weights went through a file in OpenAI's released key layout.
+- The SlowFast R50 8x8 equals PyTorchVideo's `create_slowfast` with the same random weights (batch-norm statistics
+  included), read from a checkpoint in PyTorchVideo's layout (the PySlowFast and Caffe2 layouts are round-tripped in
+  notebook 20).
 """
 import numpy as np
 import pytest
@@ -69,3 +72,78 @@ def test_image_tower_equals_huggingface(size, tmp_path):
     with torch.no_grad(): ref = hf(pixel_values=x)
     torch.testing.assert_close(out['pooled'], ref.image_embeds, atol=1e-4, rtol=1e-4)          # two fp32 programs
     torch.testing.assert_close(out['last_hidden_state'], ref.last_hidden_state, atol=1e-4, rtol=1e-4)
+
+
+def _pytorchvideo_slowfast(monkeypatch):
+    """PyTorchVideo's `create_slowfast`, an independent SlowFast R50 8x8 (its head module imports torchvision's RoIAlign,
+    unused here; torchvision does not import beside the CPU torch of these machines, so a stand-in is given)."""
+    import sys, types
+    try: import torchvision  # noqa: F401
+    except Exception:
+        tv, ops = types.ModuleType('torchvision'), types.ModuleType('torchvision.ops')
+        ops.RoIAlign, tv.ops = object, ops
+        monkeypatch.setitem(sys.modules, 'torchvision', tv); monkeypatch.setitem(sys.modules, 'torchvision.ops', ops)
+    pytest.importorskip('fvcore')
+    return pytest.importorskip('pytorchvideo.models.slowfast').create_slowfast
+
+
+def test_slowfast_equals_pytorchvideo(tmp_path, monkeypatch):
+    "Our SlowFast, loaded from PyTorchVideo's checkpoint layout, gives PyTorchVideo's pooled features and logits."
+    from mesm_prem.slowfast import load_slowfast
+    create_slowfast = _pytorchvideo_slowfast(monkeypatch)
+    torch.manual_seed(0)
+    ref = create_slowfast(model_num_class=400).eval()
+    with torch.no_grad():
+        for m in ref.modules():
+            if isinstance(m, torch.nn.BatchNorm3d):
+                m.running_mean.normal_(0, 0.1); m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5); m.bias.normal_(0, 0.1)
+    torch.save(dict(model_state=ref.state_dict()), tmp_path/'SLOWFAST_8x8_R50.pyth')
+    with pytest.warns(UserWarning, match='another training run'):
+        ours = load_slowfast(tmp_path/'SLOWFAST_8x8_R50.pyth')
+    slow, fast = torch.randn(1, 3, 8, 224, 224), torch.randn(1, 3, 32, 224, 224)
+    with torch.no_grad():
+        x = [slow, fast]
+        for blk in ref.blocks[:6]: x = blk(x)                     # stem, res2-res5, pool and concatenation
+        feat_ref = x.flatten(1)
+        logits_ref = ref.blocks[6].proj(feat_ref)
+    feat = ours(slow, fast)
+    assert feat.shape == (1, 2304)
+    torch.testing.assert_close(feat, feat_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(ours.logits(feat), logits_ref, atol=1e-4, rtol=1e-4)
+
+
+def _ffmpeg_fps(path, rate: str) -> list:
+    "The source frames (their painted indices) that FFmpeg's `fps` filter outputs at `rate`, run through PyAV."
+    import av
+    from mesm_prem.video import frame_index_of
+    out = []
+    with av.open(str(path)) as c:
+        s = c.streams.video[0]
+        g = av.filter.Graph()
+        src, f, sink = g.add_buffer(template=s), g.add('fps', f'fps={rate}'), g.add('buffersink')
+        src.link_to(f); f.link_to(sink); g.configure()
+        def drain():
+            while True:
+                try: out.append(frame_index_of(sink.pull().to_ndarray(format='rgb24')))
+                except (av.BlockingIOError, av.EOFError): return
+        for fr in c.decode(s): src.push(fr); drain()
+        src.push(None); drain()
+    return out
+
+
+@pytest.mark.parametrize('fps,n', [(30, 140), (25, 120), (10, 45)])
+def test_frames_are_those_of_ffmpegs_fps_filter(fps, n, tmp_path):
+    """The public features' extractor sampled frames with FFmpeg's `fps` filter: one a clip for CLIP (fps = 1 / clip
+    length), 30 a second for SlowFast. Our frame times pick the same source frames, and as many CLIP rows."""
+    pytest.importorskip('av')
+    from mesm_prem.video import frame_index_of, probe_video, read_frames, write_test_video
+    from mesm_prem.extract_video import BEFORE, clip_frame_times
+    p = write_test_video(tmp_path/f'v{fps}.mp4', n_frames=n, fps=fps)
+    D = probe_video(p).duration
+    for clip_len, rate in ((1.0, '1'), (2.0, '1/2')):
+        ours = [frame_index_of(x) for x in read_frames(p, clip_frame_times(D, clip_len))]
+        assert ours == _ffmpeg_fps(p, rate), (clip_len, ours)
+    grid = _ffmpeg_fps(p, '30')
+    ours = [frame_index_of(x) for x in read_frames(p, (np.arange(len(grid)) + 0.5) / 30 - BEFORE)]
+    assert ours == grid
