@@ -55,7 +55,8 @@ class ClipVisionTower(nn.Module):
         nn.init.normal_(self.class_embedding, std=w ** -0.5); nn.init.normal_(self.positional_embedding, std=w ** -0.5)
         for b in self.blocks:
             nn.init.normal_(b.qkv.weight, std=w ** -0.5); nn.init.normal_(b.out.weight, std=w ** -0.5 * (2 * n) ** -0.5)
-            nn.init.normal_(b.fc.weight, std=(2 * w) ** -0.5); nn.init.normal_(b.proj.weight, std=w ** -0.5 * (2 * n) ** -0.5)
+            nn.init.normal_(b.fc.weight, std=(2 * w) ** -0.5)
+            nn.init.normal_(b.proj.weight, std=w ** -0.5 * (2 * n) ** -0.5)
             for lin in (b.qkv, b.out, b.fc, b.proj): nn.init.zeros_(lin.bias)
         nn.init.normal_(self.proj, std=w ** -0.5)
 
@@ -115,13 +116,14 @@ def load_clip_vision_tower(path, device='cpu', dtype: str = 'auto', trust_torchs
     res = m.load_state_dict(sd, strict=False)
     if res.missing_keys: raise DataError(f"{path}: CLIP image weights lack {res.missing_keys[:5]}")
     if dtype == 'auto': dtype = 'float16' if torch.device(device).type == 'cuda' else 'float32'
-    if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'auto', 'float16' or 'float32', got {dtype!r}")
+    if dtype not in ('float16', 'float32'):
+        raise ValueError(f"dtype must be 'auto', 'float16' or 'float32', got {dtype!r}")
     m = m.to(device).eval()
     if dtype == 'float16':           # OpenAI's convert_weights: convolution, linears and projection; norms stay float32
         m.conv1.half(); m.proj.data = m.proj.data.half()
         for b in m.blocks:
             for lin in (b.qkv, b.out, b.fc, b.proj): lin.half()
-        m.class_embedding.data, m.positional_embedding.data = m.class_embedding.data.half(), m.positional_embedding.data.half()
+        for prm in (m.class_embedding, m.positional_embedding): prm.data = prm.data.half()
     return m
 
 # %% ../nbs/19_clip_vision.ipynb #169e1384

@@ -562,7 +562,7 @@ class ANNCorpusIndex:
         out, todo = [None] * len(qn), np.arange(len(qn))
         while len(todo):
             found = [ix.search(np.ascontiguousarray(qn[todo, j]), min(cps, max(ix.ntotal, 1)))
-                     for j, ix in enumerate(self.indexes)]                      # per stream (b, cps) dots, ids (-1: none)
+                     for j, ix in enumerate(self.indexes)]                  # per stream: (b, cps) dots, ids (-1: none)
             more = []
             for i, b in enumerate(todo):
                 D, I = [f[0][i] for f in found], [f[1][i] for f in found]

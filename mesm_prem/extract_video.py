@@ -12,7 +12,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -133,7 +133,8 @@ def _write_json(path: Path, obj):
     tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
 
 def _settings(extractors, clip_len) -> dict:
-    return dict(clip_len=clip_len, kinds={x.kind: dict(store=x.store, dim=x.dim, weights=x.weights) for x in extractors})
+    return dict(clip_len=clip_len,
+                kinds={x.kind: dict(store=x.store, dim=x.dim, weights=x.weights) for x in extractors})
 
 def _write_store(root: Path, x: FrameExtractor, ids: list, meta: dict, clip_len: float) -> Path:
     out, tmp = root/x.store, root/(x.store + '.tmp')
@@ -162,7 +163,8 @@ def extract_video_features(videos: Sequence, root, extractors: Sequence[FrameExt
     sfile = work/'settings.json'
     if sfile.exists():
         old = json.loads(sfile.read_text())
-        if old['clip_len'] != clip_len or any(old['kinds'].get(k) not in (None, v) for k, v in settings['kinds'].items()):
+        other = any(old['kinds'].get(k) not in (None, v) for k, v in settings['kinds'].items())
+        if old['clip_len'] != clip_len or other:
             raise DataError(f"{root}: extracted before with other settings ({json.dumps(old)}); use another folder, "
                             "or start over (--no-resume)")
         settings['kinds'] = old['kinds'] | settings['kinds']

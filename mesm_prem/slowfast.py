@@ -204,7 +204,7 @@ def pytorchvideo_name(key: str) -> str:
 
 # %% ../nbs/20_slowfast.ipynb #6ab9f6c6
 def _torch_load(p: Path):
-    "A torch file (zip, or the legacy format of older PySlowFast checkpoints) with `weights_only`; None if it is not one."
+    "A torch file (zip, or the legacy format of older PySlowFast checkpoints), read `weights_only`; else None."
     try: return torch.load(p, map_location='cpu', weights_only=True)
     except Exception as e:
         if zipfile.is_zipfile(p):

@@ -206,7 +206,8 @@ class ClipTextBlock(nn.Module):
 
     def forward(self, x):
         q, k, v = rearrange(self.qkv(_ln(self.ln_1, x)), 'b l (three h d) -> three b h l d', three=3, h=self.heads)
-        x = x + self.out(rearrange(F.scaled_dot_product_attention(q, k, v, is_causal=self.causal), 'b h l d -> b l (h d)'))
+        a = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
+        x = x + self.out(rearrange(a, 'b h l d -> b l (h d)'))
         h = self.fc(_ln(self.ln_2, x))
         return x + self.proj(h * torch.sigmoid(1.702 * h))
 
