@@ -115,11 +115,12 @@ class MESMEval(ConfigSection):
     max_before_nms: int = 10
     max_after_nms: int = 10
     clamp_to_duration: bool = True         # official: False (windows may run past the video's end, to max_ts_val)
+    min_one_clip: bool = True              # official: False (a window rounded to clips may have start == end)
 
     def check(self):
         _ints(self, ('max_before_nms', 'max_after_nms'), 1); check_positive('max_ts_val', self.max_ts_val)
         check_range('nms_thd', self.nms_thd, hi=1, open_hi=True)
-        for k in ('round_to_clip', 'clamp_to_duration'): check_bool(k, getattr(self, k))
+        for k in ('round_to_clip', 'clamp_to_duration', 'min_one_clip'): check_bool(k, getattr(self, k))
 
 # keys of config.json files written before their renaming (`load_config` moves them; `03_config`)
 MESM_RENAMED = {'train.max_es_cnt': Renamed('train.patience'),

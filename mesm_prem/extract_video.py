@@ -18,16 +18,19 @@ from typing import Sequence
 
 import h5py
 import numpy as np
+from fastcore.basics import patch
 
 from .records import DataError
 from .video import iter_frames, probe_video
 from .clip_vision import ClipImageFeatures, load_clip_vision_tower
 from .slowfast import SlowFastFeatures, load_slowfast, slowfast_frame_positions
+from .stores import FeatureStore, VideoFeatures
+from .run_mesm import MESMPredictor, text_encoder_for
 
 # %% auto #0
-__all__ = ['BEFORE', 'SLOWFAST_FPS', 'VIDEO_SUFFIXES', 'clip_rows', 'slowfast_rows', 'clip_frame_times', 'slowfast_frame_times',
-           'FrameExtractor', 'clip_extractor', 'slowfast_extractor', 'video_files', 'video_ids',
-           'extract_video_features']
+__all__ = ['BEFORE', 'SLOWFAST_FPS', 'VIDEO_SUFFIXES', 'STORE_KINDS', 'clip_rows', 'slowfast_rows', 'clip_frame_times',
+           'slowfast_frame_times', 'FrameExtractor', 'clip_extractor', 'slowfast_extractor', 'video_files', 'video_ids',
+           'extract_video_features', 'ArrayStore', 'file_features']
 
 # %% ../nbs/21_extract_video.ipynb #9730eef6
 BEFORE = 1e-4            # seconds: "the last frame before t" is the frame shown at t - BEFORE
@@ -199,3 +202,58 @@ def extract_video_features(videos: Sequence, root, extractors: Sequence[FrameExt
         for v in have: w.writerow([v, meta[v]['duration']])
     os.replace(dur.with_name('durations.csv.tmp'), dur)
     return dict(stores=stores, durations=str(dur), videos=done, failed=failed)
+
+# %% ../nbs/21_extract_video.ipynb #c0a75d6d
+STORE_KINDS = {'clip_image.hdf5': 'clip', 'slowfast.hdf5': 'slowfast'}      # store file -> the extractor making it
+
+class ArrayStore(FeatureStore):
+    "A feature store held in memory: {id: (T, D) array}."
+    def __init__(self, arrays: dict, name: str = 'memory'):
+        super().__init__(name, name=name); self.arrays = {str(k): v for k, v in arrays.items()}
+    def keys(self) -> list: return list(self.arrays)
+    def _read(self, key, n=None): return self.arrays[key][:n]
+
+def file_features(path, exp, extractors: dict) -> tuple:
+    """The (T, vid_dim) model input of the video file `path` for experiment `exp` (its stores, its clip length, its
+    reading rules), and the video's duration. `extractors`: kind -> `FrameExtractor`."""
+    d = exp.data
+    kinds = [STORE_KINDS.get(Path(f).name) for f in d.video_features]
+    if None in kinds:
+        raise DataError(f"the run reads {d.video_features}; from video files only {sorted(STORE_KINDS)} can be made")
+    info = probe_video(path)
+    stores = [ArrayStore({'v': extractors[k].run(path, info, d.clip_len)}, name=k) for k in kinds]
+    vf = VideoFeatures(stores, normalize=d.normalize_video, tef=d.use_tef, max_len=d.max_video_l,
+                       long_video=d.long_video, expected_dim=exp.model.vid_dim)
+    return vf('v').numpy(), info.duration
+
+@patch
+def predict_file(self: MESMPredictor, path, sentences: Sequence[str], top_k: int = 5, clip_weights=None,
+                 slowfast_weights=None, text_weights=None, trust_torchscript: bool = False) -> list:
+    """Per sentence dict(query, windows=[[start, end, score], ...] in seconds of the file, saliency=[one score per
+    clip], clip=seconds a score) for the video file `path`."""
+    if isinstance(sentences, str): sentences = [sentences]
+    sentences = list(sentences)
+    if not sentences: raise DataError("no sentence to predict: give at least one query")
+    empty = [i for i, q in enumerate(sentences) if not str(q).strip()]
+    if empty: raise DataError(f"sentence {empty[0]} is empty")
+    cache = self.__dict__.setdefault('_file_towers', {})
+    kinds = {STORE_KINDS.get(Path(f).name) for f in self.exp.data.video_features}
+    need = dict(clip=clip_weights, slowfast=slowfast_weights)
+    ex = {}
+    for k in sorted(kinds - {None}):
+        if need[k] is None and k not in cache:
+            raise DataError(f"{k}_weights: needed for the run's {k} features")
+        key = (k, str(need[k]))
+        if need[k] is not None and cache.get(k, (None,))[0] != key:
+            make = (lambda w: clip_extractor(w, self.device, trust_torchscript=trust_torchscript)) if k == 'clip' \
+                else (lambda w: slowfast_extractor(w, self.device))
+            cache[k] = (key, make(need[k]))
+        ex[k] = cache[k][1]
+    tw = text_weights or clip_weights
+    if tw is None and 'text' not in cache: raise DataError("text_weights: needed to encode the sentences (CLIP)")
+    if tw is not None and cache.get('text', (None,))[0] != str(tw):
+        cache['text'] = (str(tw), text_encoder_for(self.exp, clip_weights=tw, device=self.device))
+    words = [np.asarray(t.feat if hasattr(t, 'feat') else t) for t in cache['text'][1].encode(sentences)]
+    feats, duration = file_features(path, self.exp, ex)
+    out = self.predict(feats, words, duration, top_k, saliency=True)
+    return [dict(query=q, **o) for q, o in zip(sentences, out)]

@@ -137,6 +137,13 @@ def windows_from_batch(logits, spans, durations: list, ev: MESMEval, clip_len: f
     w = torch.tensor([[x[:2] for x in r] for r in ranked]).clamp(0, ev.max_ts_val)     # on the host from here
     if ev.round_to_clip and clip_len > 0: w = torch.round(w / clip_len) * clip_len
     if ev.clamp_to_duration: w = w.clamp(min=0).minimum(torch.tensor(secs, dtype=w.dtype)[:, None, None])
+    if ev.min_one_clip and clip_len > 0:         # a window rounded to nothing gets one clip, inside the limit
+        lim = torch.tensor(secs, dtype=w.dtype)[:, None] if ev.clamp_to_duration else ev.max_ts_val
+        st, ed = w.unbind(-1)
+        empty = ed <= st
+        ed = torch.where(empty, torch.minimum(st + clip_len, torch.as_tensor(lim, dtype=w.dtype)), ed)
+        st = torch.where(empty & (ed <= st), (ed - clip_len).clamp(min=0), st)
+        w = torch.stack([st, ed], -1)
     out = []
     for r, wr in zip(ranked, w.tolist()):
         rows = [[round(v, 4) for v in a] + [float(f"{x[2]:.4f}")] for a, x in zip(wr, r)]   # no float32 tails
@@ -331,9 +338,10 @@ class MESMPredictor:
         self._video, self._ann = None, {}
 
     @torch.no_grad()
-    def predict(self, video_feat, words_feats: list, duration: float, top_k: int = 5) -> list:
-        """video_feat (T, Dv); words_feats: list of (W_i, Dt) token features -> per sentence [[start, end, score], ...].
-        The same whatever the global seeds, which it leaves as they were (`fixed_rng`)."""
+    def predict(self, video_feat, words_feats: list, duration: float, top_k: int = 5, saliency: bool = False) -> list:
+        """video_feat (T, Dv); words_feats: list of (W_i, Dt) token features -> per sentence [[start, end, score], ...];
+        with `saliency`, per sentence dict(windows=that list, saliency=[one score per clip of the T], clip=duration / T
+        seconds a score). The same whatever the global seeds, which it leaves as they were (`fixed_rng`)."""
         if not words_feats: raise ValueError("no sentence to predict")
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise DataError(f"top_k must be an integer >= 1, got {top_k!r}")
@@ -360,7 +368,11 @@ class MESMPredictor:
         ev = dataclasses.replace(self.exp.eval, max_after_nms=int(top_k))
         clip = self.exp.data.clip_len
         lg, sp = out.pred_logits, out.pred_spans
-        return windows_from_batch(lg[:B], sp[:B], [float(duration)] * B, ev, clip)
+        wins = windows_from_batch(lg[:B], sp[:B], [float(duration)] * B, ev, clip)
+        if not saliency: return wins
+        sal = out.saliency_scores[:B].float().cpu().tolist()                           # one copy to the host
+        step = round(float(duration) / len(v), 4)
+        return [dict(windows=w, saliency=[round(x, 4) for x in s], clip=step) for w, s in zip(wins, sal)]
 
     def sentences(self, vid: str, splits=None) -> list:
         "The annotated sentences (`Query`) of video `vid` in the run's splits (all of them unless `splits` is given)."
