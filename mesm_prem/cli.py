@@ -300,8 +300,17 @@ def cmd_predict(a) -> int:
     from mesm_prem.run_mesm import MESMPredictor
     p = MESMPredictor(check_run_folder(a.run_dir, 'mesm', 'predict'), device=a.device, data_root=a.data_root,
                       precision=a.precision)
-    rows = p.predict_video(a.video, queries=a.queries, splits=[a.split] if a.split else None, top_k=a.top_k,
-                           duration=a.duration, text=a.text)
+    if a.video_file:
+        if not a.query: raise DataError("--query: give at least one sentence to localise in --video-file")
+        from mesm_prem.extract_video import predict_file   # noqa: F401  (MESMPredictor.predict_file)
+        res = p.predict_file(a.video_file, a.query, top_k=a.top_k, clip_weights=a.clip_weights,
+                             slowfast_weights=a.slowfast_weights, text_weights=a.text_weights)
+        rows = [dict(query=r['query'], vid=Path(a.video_file).stem, pred_relevant_windows=r['windows'],
+                     pred_saliency_scores=r['saliency'], saliency_clip=r['clip']) for r in res]
+    else:
+        if a.query: raise DataError("--query goes with --video-file; for a video of the run's data give --queries ids")
+        rows = p.predict_video(a.video, queries=a.queries, splits=[a.split] if a.split else None, top_k=a.top_k,
+                               duration=a.duration, text=a.text)
     lines = [json.dumps(r) for r in rows]
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -316,9 +325,20 @@ def _add_predict_command(sub):
     pr = sub.add_parser('predict', help='MESM windows for sentences in a video (Moment-DETR JSON lines)',
                         description="Localise sentences of one video with a MESM run folder: every annotated sentence "
                                     "of the video in the run's splits, or the query ids given; video and token "
-                                    "features come from the run's data unless given.")
+                                    "features come from the run's data unless given. With --video-file, sentences "
+                                    "(--query) in a video file: windows in seconds and the saliency curve.")
     pr.add_argument('run_dir', help='a MESM run folder (mesm-prem train mesm, or convert-official)')
-    pr.add_argument('--video', required=True, help='video id (a key of the run\'s video feature files)')
+    which = pr.add_mutually_exclusive_group(required=True)
+    which.add_argument('--video', help='video id (a key of the run\'s video feature files)')
+    which.add_argument('--video-file', help='a video file: its features are extracted as the run\'s were '
+                                            '(needs --clip-weights, --slowfast-weights and --query)')
+    pr.add_argument('--query', action='append', metavar='SENTENCE',
+                    help='with --video-file: a sentence to localise (repeat for more)')
+    pr.add_argument('--clip-weights', help="with --video-file: OpenAI's ViT-B-32.pt (image, and text unless "
+                                           "--text-weights)")
+    pr.add_argument('--slowfast-weights', help="with --video-file: PySlowFast's SLOWFAST_8x8_R50.pkl")
+    pr.add_argument('--text-weights', help="with --video-file: CLIP text weights (clip_text_encoder.pth), if not in "
+                                           "--clip-weights")
     pr.add_argument('--queries', nargs='*', help="query ids (default: the video's annotated sentences)")
     pr.add_argument('--split', help="look for the video's sentences in this split only")
     pr.add_argument('--text',

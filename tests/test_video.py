@@ -147,3 +147,69 @@ def test_frames_are_those_of_ffmpegs_fps_filter(fps, n, tmp_path):
     grid = _ffmpeg_fps(p, '30')
     ours = [frame_index_of(x) for x in read_frames(p, (np.arange(len(grid)) + 0.5) / 30 - BEFORE)]
     assert ours == grid
+
+
+def _tiny_weights(folder):
+    "A small random CLIP (both towers, OpenAI's key layout, one file) and a narrow random SlowFast (.pyth)."
+    from mesm_prem.clip_vision import ClipVisionConfig, ClipVisionTower
+    from mesm_prem.slowfast import SlowFast, SlowFastConfig
+    from mesm_prem.text import ClipTextConfig, ClipTextTower
+    torch.manual_seed(0)
+    inv = {v: k for k, v in _CLIP_BLOCK_NAMES.items()}
+    sd = _openai_layout(ClipVisionTower(ClipVisionConfig(image_size=32, patch=8, width=64, heads=1, layers=1,
+                                                         embed_dim=16)))
+    for k, v in ClipTextTower(ClipTextConfig(width=64, heads=1, layers=1, embed_dim=16)).state_dict().items():
+        if k.startswith('blocks.'):
+            _, i, rest = k.split('.', 2); sd[f'transformer.resblocks.{i}.{inv[rest]}'] = v
+        else: sd[k] = v
+    torch.save(sd | {'logit_scale': torch.ones([])}, folder/'ViT-B-32.pt')
+    torch.save(dict(model_state=SlowFast(SlowFastConfig(width=16)).state_dict()), folder/'SLOWFAST_8x8_R50.pyth')
+    return folder/'ViT-B-32.pt', folder/'SLOWFAST_8x8_R50.pyth'
+
+
+def test_own_videos_to_moments(tmp_path, capsys):
+    """The path of the docs page "Your own videos", command by command: video files -> extract-video -> annotations
+    in the Charades-STA format -> build-vocab, extract-text -> train -> predict --video-file, and the same answer
+    from `MESMPredictor.predict_file`."""
+    pytest.importorskip('av')
+    from mesm_prem.cli import main
+    from mesm_prem.extract_video import MESMPredictor
+    from mesm_prem.stores import MLMVocab
+    from mesm_prem.video import write_test_video
+    vids, root = tmp_path/'videos', tmp_path/'data'
+    vids.mkdir()
+    for i in range(8): write_test_video(vids/f'v{i}.mp4', n_frames=30 + 5 * i, fps=10)
+    cw, sw = _tiny_weights(tmp_path)
+    assert main(['extract-video', str(vids), '--out', str(root), '--clip-weights', str(cw), '--slowfast-weights',
+                 str(sw), '--quiet']) == 0
+    capsys.readouterr()
+    lines = [f"v{i} {0.5 + 0.1 * i:.1f} {2.0 + 0.1 * i:.1f}##the screen turns red" for i in range(8)]
+    lines += [f"v{i} 1.0 {2.5 + 0.1 * i:.1f}##it slowly goes green" for i in range(8)]
+    (root/'train.txt').write_text('\n'.join(lines[:6] + lines[8:14]) + '\n')
+    (root/'test.txt').write_text('\n'.join(lines[6:8] + lines[14:]) + '\n')
+    data = ['--set', f'data.root="{root}"', 'data.annotations={"train": "train.txt", "test": "test.txt"}',
+            'data.durations={"train": "durations.csv", "test": "durations.csv"}']
+    assert main(['build-vocab', '--preset', 'charades_sta_C+SF_C', *data]) == 0
+    assert main(['extract-text', '--preset', 'charades_sta_C+SF_C', *data, 'model.txt_dim=64', '--clip-weights', str(cw),
+                 '--quiet']) == 0
+    n_words = len((root/'CLIP_tokenized_count.txt').read_text().splitlines())          # a small vocabulary: all of it
+    n_classes = MLMVocab.from_counts(root/'CLIP_tokenized_count.txt', n_words).n_classes
+    run = tmp_path/'run'
+    assert main(['train', 'mesm', '--preset', 'charades_sta_C+SF_C', '--run-dir', str(run), '--quiet', *data,
+                 'model.vid_dim=594', 'model.txt_dim=64', f'model.n_classes={n_classes}', 'model.hidden=32',
+                 'model.n_heads=4', 'model.d_ff=64', f'data.vocab_size={n_words}', 'train.epochs=1', 'train.batch_size=4', 'data.max_video_l=16',
+                 '--device', 'cpu']) == 0
+    capsys.readouterr()
+    assert main(['predict', str(run), '--video-file', str(vids/'v3.mp4'), '--query', 'the screen turns red',
+                 '--query', 'it slowly goes green', '--top-k', '3', '--clip-weights', str(cw), '--slowfast-weights',
+                 str(sw), '--device', 'cpu']) == 0
+    import json
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [r['query'] for r in rows] == ['the screen turns red', 'it slowly goes green']
+    for r in rows:
+        assert r['vid'] == 'v3' and len(r['pred_relevant_windows']) == 3
+        assert all(0 <= a < b <= 4.5 for a, b, _ in r['pred_relevant_windows']), r
+        assert len(r['pred_saliency_scores']) == 5 and r['saliency_clip'] == 0.9      # 4.5 s: 5 CLIP, 5 SlowFast rows
+    res = MESMPredictor(run, device='cpu').predict_file(vids/'v3.mp4', ['the screen turns red', 'it slowly goes green'],
+                                                         top_k=3, clip_weights=cw, slowfast_weights=sw)
+    assert [r['windows'] for r in res] == [r['pred_relevant_windows'] for r in rows]
