@@ -11,9 +11,10 @@ import json
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from .records import DataError, Annotations, READERS, guess_format, read_annotations
+from .records import DataError, RepairWarning, Annotations, READERS, guess_format, read_annotations
 from .stores import H5Store, NpyDirStore, SubtitleStore, TextStore, convert_npy_dir_to_h5
 from .config import apply_overrides, load_config
 from .synthetic import SynthConfig, write_synthetic_benchmark
@@ -533,6 +534,16 @@ def _one_line(e: BaseException) -> str:
     lines = [l.strip() for l in str(e).splitlines() if l.strip()]
     return lines[0] if lines else type(e).__name__
 
+def _warning_line(message, category, filename, lineno, file=None, line=None):
+    """Warnings of this package (repairs of the input, settings that change nothing) as one line on stderr, without
+    the package's source line that Python's default format prints; others as Python prints them."""
+    pkg = Path(sys.modules[DataError.__module__].__file__).resolve().parent            # mesm_prem/
+    if issubclass(category, RepairWarning) or Path(filename).resolve().parent == pkg:
+        print(f"mesm-prem: warning: {message}", file=file or sys.stderr)
+    else: _show_default(message, category, filename, lineno, file, line)
+
+_show_default = warnings.showwarning
+
 def main(argv=None) -> int:
     """Entry point of the `mesm-prem` console script. Expected failures (bad input, a missing file, no GPU, CUDA out of
     memory, a diverging loss, Ctrl-C) end with one line `mesm-prem CMD: error: ...` on stderr and a non-zero status."""
@@ -541,7 +552,10 @@ def main(argv=None) -> int:
     def fail(msg: str, code: int = 2) -> int:
         print(f"mesm-prem {a.command}: error: {msg}", file=sys.stderr)
         return code
-    try: return a.func(a)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line
+            return a.func(a)
     except EXPECTED_ERRORS as e: return fail(_one_line(e))
     except RuntimeError as e:
         if not _cuda_error(e): raise

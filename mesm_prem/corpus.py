@@ -711,6 +711,7 @@ def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEv
             dur, vidx = corpus[vid]
             a, e = i * clip_len, (j + 1) * clip_len
             if ev.clamp_to_duration: a, e = min(a, dur), min(e, dur)
+            if e <= a: a = max(e - clip_len, 0.)          # a clip past the video's end: its last clip
             rows.append([round(a, 4), round(e, 4), float(v), vidx])
         if ev.nms_thd > 0:
             by_vid = {}

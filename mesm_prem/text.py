@@ -605,11 +605,17 @@ def counts_id_space(path) -> str:
     return v.id_space if all(v[r[0]] == int(r[1]) for r in rows) else 'word-ids'
 
 def check_text_ids(store_path, counts_path):
-    "Stop when the text store's ids are not those of the MLM counts file (stores without the record pass)."
-    with h5py.File(store_path, 'r') as f: space = f.attrs.get('id_space', None)
-    if space is None: return
-    space = space.decode() if isinstance(space, bytes) else str(space)
+    """Stop when the text store's ids are not those of the MLM counts file. A store that does not record its id space
+    (`id_space`, or `tokenizer='clip'`: BPE ids) cannot be checked: a warning says so, naming the file."""
+    with h5py.File(store_path, 'r') as f: attrs = dict(f.attrs)
+    dec = lambda x: x.decode() if isinstance(x, bytes) else (None if x is None else str(x))
+    space = dec(attrs.get('id_space')) or ('clip' if dec(attrs.get('tokenizer')) == 'clip' else None)
     want = counts_id_space(counts_path)
+    if space is None:
+        warnings.warn(f"{store_path}: records no id_space, so its token ids cannot be checked against {counts_path} "
+                      f"({want}); if they are that file's ids, set the store's attribute id_space={want!r}",
+                      stacklevel=2)
+        return
     if space != want:
         raise DataError(f"{store_path}: its token ids ({space}) are not those of {counts_path} ({want}); "
                         "extract the text with the counts file training uses "

@@ -73,6 +73,7 @@ PKG = 'mesm_prem'
 # hand-written pages, in the order of the navigation
 PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md'), ('Running on the real datasets', 'real_datasets.md'),
          ('MESM datasets, step by step', 'mesm_datasets.md'),
+         ('Your own videos', 'own_videos.md'),
          ('The official MESM code, and where we depart from it', 'official_mesm.md'),
          ('PREM: stated by the paper [P], reconstructed [R]', 'prem_reconstruction.md'),
          ('Performance', 'performance.md'), ('Reliability: bad inputs, faults, processors', 'reliability.md')]
