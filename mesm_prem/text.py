@@ -514,6 +514,12 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
     out.parent.mkdir(parents=True, exist_ok=True)
     attrs = {k: v for k, v in encoder.attrs.items()}
     if resume and out.exists() and _complete(out, attrs, ann): return out    # already extracted by this encoder
+    if out.exists():                                         # features of another kind there: never replaced
+        with h5py.File(out, 'r') as f: kind = f.attrs.get('tokenizer')
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind is not None and kind != attrs.get('tokenizer'):
+            raise DataError(f"{out}: holds {kind} text features; {attrs.get('tokenizer')} features would replace them: "
+                            f"name another store in data.text_features (e.g. {out.stem}_{attrs.get('tokenizer')}.h5)")
     if tmp.exists() and not resume: tmp.unlink()
     try: f = h5py.File(tmp, 'a')
     except OSError as e:
