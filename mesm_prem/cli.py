@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .records import DataError, RepairWarning, Annotations, READERS, guess_format, read_annotations
 from .stores import H5Store, NpyDirStore, SubtitleStore, TextStore, convert_npy_dir_to_h5
-from .config import apply_overrides, load_config
+from .config import apply_overrides, config_to_dict, load_config
 from .synthetic import SynthConfig, write_synthetic_benchmark
 from .datasets import dataset_stats, format_stats
 from .metrics import eval_vcmr, eval_vmr, load_json, load_jsonl
@@ -260,7 +260,8 @@ def cmd_train(a) -> int:
         from mesm_prem.experiments import synthetic_prem_experiment as synthetic_experiment, PREMExperiment as cls
         from mesm_prem.run_prem import train_prem as train
     base = preset(a.model, a.preset) if a.preset else None   # an unknown preset stops here, naming the known ones
-    run = Path(a.run_dir)
+    if a.run_dir is None and not a.print_config: raise DataError("--run-dir: required (a folder for the run)")
+    run = Path(a.run_dir or '.')
     if run.exists() and not run.is_dir(): raise DataError(f"--run-dir {run}: a file, not a folder")
     if (run/'config.json').is_file() and run_kind(run) not in (None, a.model):
         raise DataError(f"--run-dir {run}: holds a {run_kind(run).upper()} run; train in another folder")
@@ -271,6 +272,9 @@ def cmd_train(a) -> int:
             raise DataError(f"--synthetic {a.synthetic}: no benchmark.json (write one: mesm-prem synth {a.synthetic})")
         exp = synthetic_experiment(a.synthetic)
     exp = apply_overrides(exp, a.set or [])
+    if a.print_config:                                       # the experiment as the run would save it; no training
+        exp.validate()
+        print(json.dumps(config_to_dict(exp), indent=1)); return 0
     res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
     from mesm_prem.training import is_main_process
     if is_main_process(): print(json.dumps(res, indent=1))   # under torchrun: rank 0 reports
@@ -290,7 +294,9 @@ def _add_train_command(sub):
                                      % (', '.join(sorted(PRESETS['mesm'])), ', '.join(sorted(PRESETS['prem']))))
     tr.add_argument('--synthetic', help='train on the synthetic benchmark written at this folder (mesm-prem synth)')
     tr.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides, e.g. train.epochs=3 model.ss=false')
-    tr.add_argument('--run-dir', required=True, help='run folder (resumed when it holds a saved state)')
+    tr.add_argument('--run-dir', help='run folder (resumed when it holds a saved state)')
+    tr.add_argument('--print-config', action='store_true',
+                    help='print the resolved experiment (preset or config, then --set) as JSON and stop')
     tr.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     tr.add_argument('--no-resume', action='store_true', help='start over even if the run folder holds a state')
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
