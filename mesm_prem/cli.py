@@ -27,8 +27,8 @@ from .run_mesm import convert_official_checkpoint
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'positive_int', 'positive_seconds', 'device_arg', 'run_kind', 'check_run_folder', 'Parser',
            'load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'cmd_build_vocab', 'cmd_extract_text',
-           'cmd_extract_video', 'build_parser', 'main']
+           'cmd_ground_truth', 'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'cmd_build_vocab',
+           'cmd_extract_text', 'cmd_extract_video', 'build_parser', 'main']
 
 # %% ../nbs/23_cli.ipynb #8741ed84
 def positive_int(s: str) -> int:
@@ -231,6 +231,33 @@ def _add_evaluate_command(sub):
     e.add_argument('--missing', choices=['error', 'miss'], default='error',
                    help='a query absent from the submission: stop (default) or count it as a miss')
     e.set_defaults(func=cmd_evaluate)
+
+# %% ../nbs/23_cli.ipynb #62bcebcc
+def cmd_ground_truth(a) -> int:
+    from mesm_prem.run_mesm import ground_truth
+    ann = load_annotations_for(a.annotations, a.format, a.durations, a.video2dur, a.policy)
+    lines = [json.dumps(x) for x in ground_truth(ann)]
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(a.out).with_name(Path(a.out).name + '.partial')
+    tmp.write_text('\n'.join(lines) + '\n'); tmp.replace(a.out)
+    print(f"wrote {len(lines)} ground-truth lines to {a.out}")
+    return 0
+
+def _add_ground_truth_command(sub):
+    "`ground-truth`."
+    g = sub.add_parser('ground-truth', help='write the ground truth of an annotation file for evaluate vmr',
+                       description='Read an annotation file of any supported format and write its ground truth as '
+                                   'QVHighlights-format JSON lines, the --gt of evaluate vmr.')
+    g.add_argument('annotations', help='annotation file (Charades-STA txt, TACoS/Charades-CG/CD json, '
+                                       'QVHighlights/TVR/DiDeMo jsonl)')
+    g.add_argument('--out', required=True, help='JSON lines file to write')
+    g.add_argument('--format', choices=sorted(READERS), help='annotation format (default: guessed from the file name)')
+    g.add_argument('--durations',
+                   help='Charades video table (default: Charades_v1_{train,test}.csv beside the annotations)')
+    g.add_argument('--video2dur', help="TVR's tvr_video2dur_idx.json")
+    g.add_argument('--policy', choices=['repair', 'strict'], default='repair',
+                   help='bad windows: repair as the official loaders (default) or stop')
+    g.set_defaults(func=cmd_ground_truth)
 
 # %% ../nbs/23_cli.ipynb #20711511
 def cmd_convert_official(a) -> int:
@@ -520,8 +547,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     for add in (_add_demo_commands, _add_data_stats_command, _add_convert_command, _add_evaluate_command,
-                _add_convert_official_command, _add_train_command, _add_predict_command, _add_search_command,
-                _add_text_commands, _add_video_commands): add(sub)
+                _add_ground_truth_command, _add_convert_official_command, _add_train_command, _add_predict_command,
+                _add_search_command, _add_text_commands, _add_video_commands): add(sub)
     return p
 
 # %% ../nbs/23_cli.ipynb #4985d08a

@@ -39,10 +39,11 @@ class PREMInputs:
         d, m = exp.data, exp.model
         self.exp, self.root = exp, Path(d.root)
         self.video = VideoFeatures([H5Store(self.root/f) for f in d.video_features], normalize=d.normalize_video,
-                                   tef=False, max_len=m.max_clips, long_video='truncate', expected_dim=m.img_dim)
+                                   tef=False, max_len=m.max_clips, long_video='truncate', expected_dim=m.img_dim,
+                                   dim_key='model.img_dim')
         subs = d.subtitles and 's' in m.streams
         self.subtitles = SubtitleStore(self.root/d.subtitles, dim=m.sub_dim) if subs else None
-        self.text = TextStore(self.root/d.query_text, dim=m.txt_dim, max_words=m.max_words)
+        self.text = TextStore(self.root/d.query_text, dim=m.txt_dim, max_words=m.max_words, dim_key='model.txt_dim')
         self._ann = {}
 
     def annotations(self, split: str) -> Annotations:

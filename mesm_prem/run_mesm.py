@@ -84,7 +84,7 @@ def mesm_dataset(exp: MESMExperiment, split: str, video: VideoFeatures | None = 
     if vocab is not None and vocab.n_classes != m.n_classes:
         raise DataError(f"{d.vocab_file}: {vocab.n_classes} masked-word classes, but model.n_classes is {m.n_classes}")
     store = d.text_features[d.train_split if split == HELDOUT else split]
-    text = TextStore(Path(d.root)/store, dim=m.txt_dim, max_words=d.max_words_l)
+    text = TextStore(Path(d.root)/store, dim=m.txt_dim, max_words=d.max_words_l, dim_key='model.txt_dim')
     if vocab is not None: check_text_ids(text.path, Path(d.root)/d.vocab_file)   # the store's ids are the counts file's
     return VMRDataset(split_annotations(exp, split), video or video_features(exp), text, vocab, clip_len=d.clip_len,
                       max_gather_size=d.max_gather_size, contra_samples=d.contra_samples, max_windows=d.max_windows,
@@ -254,16 +254,22 @@ def train_mesm(exp: MESMExperiment, run_dir, device: str | None = None, resume: 
     state = trainer.fit(resume=resume)
     if rank != 0: return {}
     model.load_state_dict(safe_load(run/'checkpoints'/'best.pt', device))
-    results = {}
+    results, baseline = {}, {}
     for split in dict.fromkeys([s for s in [sel_split] if s is not None] + list(exp.data.eval_splits)):
         ds = sel_ds if split == sel_split else mesm_dataset(exp, split, video)
         metrics, sub = evaluate_mesm(model, ds, exp, device)
+        baseline[split] = constant_window_baseline(train_ds.ann, ds.ann)      # the mean training window, beside it
         (run/'predictions').mkdir(exist_ok=True)
         with open(run/'predictions'/f'{split}_submission.jsonl', 'w') as f:
             for line in sub: f.write(json.dumps(line) + '\n')
         (run/'predictions'/f'{split}_metrics.json').write_text(json.dumps(metrics, indent=1) + '\n')
         results[split] = metrics['brief']
-    summary = dict(best_epoch=state['best_epoch'], selected_on=sel_split, selection=sel, results=results)
+        keys = [k for k in ('MR-full-R1@0.5', 'MR-full-R1@0.7', 'MR-full-miou') if k in metrics['brief']]
+        print(f"mesm-prem: {split}: " + ', '.join(f"{k.removeprefix('MR-full-')} {metrics['brief'][k]:.2f} "
+                                                  f"(mean-window baseline {baseline[split].get(k, float('nan')):.2f})"
+                                                  for k in keys), file=sys.stderr)
+    summary = dict(best_epoch=state['best_epoch'], selected_on=sel_split, selection=sel, results=results,
+                   baseline=dict(kind='mean training window (constant_window_baseline)', results=baseline))
     (run/'results.json').write_text(json.dumps(summary, indent=1) + '\n')
     return results
 
@@ -470,7 +476,8 @@ def text_encoder_for(exp, clip_weights=None, glove_txt=None, glove_pkl=None, dev
                             "give --glove or --glove-pkl")
         tower = load_clip_text_tower(clip_weights, device, dtype)
         if tower.cfg.width != exp.model.txt_dim:
-            raise DataError(f"{clip_weights}: width {tower.cfg.width}, the experiment expects {exp.model.txt_dim}")
+            raise DataError(f"{clip_weights}: width {tower.cfg.width}, but model.txt_dim is {exp.model.txt_dim}: "
+                            f"set model.txt_dim={tower.cfg.width}")
         return ClipTextFeatures(tower, d.max_words_l, pos_tagger=pos_tagger, device=device,
                                 source=Path(clip_weights).name)
     if kind != 'glove': raise DataError(f"experiment {exp.name!r} has CLIP text features: give CLIP weights")

@@ -190,7 +190,7 @@ def temporal_endpoints(T: int) -> torch.Tensor:
 class VideoFeatures:
     "Per-clip model input from one or more stores: per-store L2 norm, cut to the shortest, concat, pool, TEF."
     def __init__(self, stores: Sequence[FeatureStore], normalize=True, tef=True, max_len: int | None = None,
-                 long_video='pool', expected_dim: int | None = None):
+                 long_video='pool', expected_dim: int | None = None, dim_key: str = 'model.vid_dim'):
         if isinstance(stores, FeatureStore): stores = [stores]
         if not stores: raise ValueError("VideoFeatures needs at least one store")
         if long_video not in ('pool', 'truncate'):
@@ -200,7 +200,8 @@ class VideoFeatures:
         self.dim = sum(s.infer_dim() for s in self.stores) + 2 * tef
         if expected_dim is not None and expected_dim != self.dim:
             parts = ' + '.join(f"{s.name} {s.dim}" for s in self.stores) + (' + TEF 2' if tef else '')
-            raise DataError(f"video features are {self.dim}-d ({parts}), but the config expects {expected_dim}")
+            raise DataError(f"video features are {self.dim}-d ({parts}), but {dim_key} is {expected_dim}: "
+                            f"set {dim_key}={self.dim}")
 
     def __contains__(self, vid): return all(vid in s for s in self.stores)
     def missing(self, vids: Iterable) -> list:
@@ -246,9 +247,10 @@ def sentence_hash(sentence: str) -> str:
 
 class TextStore:
     "Per-query token features (HDF5 keyed by query id): `feat`, `ids`, `weights` groups, or plain (W, D) datasets."
-    def __init__(self, path, dim: int | None = None, max_words: int | None = None, preload=False):
+    def __init__(self, path, dim: int | None = None, max_words: int | None = None, preload=False,
+                 dim_key: str | None = None):
         self.h5 = H5Store(path, name=Path(path).stem)
-        self.path, self.dim, self.max_words = self.h5.path, dim, max_words
+        self.path, self.dim, self.max_words, self.dim_key = self.h5.path, dim, max_words, dim_key
         f = self.h5._file()
         self.tokenizer = f.attrs.get('tokenizer', None)
         if isinstance(self.tokenizer, bytes): self.tokenizer = self.tokenizer.decode()
@@ -276,7 +278,8 @@ class TextStore:
             raise DataError(f"{where}: expected (W, D) token features, got shape {feat.shape}")
         if self.dim is None: self.dim = int(feat.shape[1])
         elif feat.shape[1] != self.dim:
-            raise DataError(f"{where}: token feature size {feat.shape[1]}, expected {self.dim}")
+            fix = f" ({self.dim_key}; set {self.dim_key}={feat.shape[1]})" if self.dim_key else ''
+            raise DataError(f"{where}: token feature size {feat.shape[1]}, expected {self.dim}{fix}")
         if not np.isfinite(feat).all(): raise DataError(f"{where}: non-finite token features")
         for name, a in (('ids', ids), ('weights', w)):
             if a is not None and a.shape != (feat.shape[0],):

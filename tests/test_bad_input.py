@@ -86,7 +86,7 @@ def test_feature_size_differs(vmr_files):
     ds[0]
     with pytest.raises(DataError, match=r"mixed.h5\['V2'\]: feature size 9, expected 8"):
         ds[1]
-    with pytest.raises(DataError, match=r'video features are 10-d \(clip 8 \+ TEF 2\), but the config expects 2818'):
+    with pytest.raises(DataError, match=r'video features are 10-d \(clip 8 \+ TEF 2\), but model.vid_dim is 2818: set model.vid_dim=10'):
         VideoFeatures([H5Store(root / 'clip.h5')], expected_dim=2818)
 
 
