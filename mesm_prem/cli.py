@@ -27,8 +27,8 @@ from .run_mesm import convert_official_checkpoint
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'positive_int', 'positive_seconds', 'device_arg', 'run_kind', 'check_run_folder', 'Parser',
            'load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_ground_truth', 'cmd_convert_official', 'cmd_train', 'cmd_predict', 'cmd_search', 'cmd_build_vocab',
-           'cmd_extract_text', 'cmd_extract_video', 'build_parser', 'main']
+           'cmd_ground_truth', 'cmd_convert_official', 'cmd_train', 'config_keys', 'cmd_predict', 'cmd_search',
+           'cmd_build_vocab', 'cmd_extract_text', 'cmd_extract_video', 'build_parser', 'main']
 
 # %% ../nbs/23_cli.ipynb #8741ed84
 def positive_int(s: str) -> int:
@@ -308,9 +308,27 @@ def cmd_train(a) -> int:
     return 0
 
 # %% ../nbs/23_cli.ipynb #63d9ca23
+def config_keys(cls) -> str:
+    "The sections of an experiment class and their keys, for `--help` (what `--set SECTION.KEY=VALUE` can set)."
+    import dataclasses
+    import textwrap
+    lines = []
+    for f in dataclasses.fields(cls):
+        sec = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if sec is None or not dataclasses.is_dataclass(sec):
+            lines.append(f"{f.name}"); continue
+        keys = ', '.join(x.name for x in dataclasses.fields(sec))
+        lines += textwrap.wrap(f"{f.name}: {keys}", 116, subsequent_indent='    ')
+    return '\n'.join(lines)
+
 def _add_train_command(sub):
     "`train mesm`, `train prem`."
-    tr = sub.add_parser('train', help='train a model (mesm or prem) and evaluate it into a run folder',
+    from mesm_prem.experiments import PREMExperiment
+    tr = sub.add_parser('train', formatter_class=argparse.RawDescriptionHelpFormatter,
+                        epilog='keys of --set (SECTION.KEY=VALUE), mesm:\n' + config_keys(MESMExperiment)
+                        + '\n\nprem:\n' + config_keys(PREMExperiment)
+                        + '\n\n--print-config shows every value.',
+                        help='train a model (mesm or prem) and evaluate it into a run folder',
                         description='Train MESM or PREM from a JSON config, a preset or the synthetic benchmark; '
                                     'evaluates and writes a run folder. Data-parallel on several processes: '
                                     'torchrun --standalone --nproc_per_node N -m mesm_prem.cli train ... '
