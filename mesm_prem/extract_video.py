@@ -30,7 +30,7 @@ from .run_mesm import MESMPredictor, text_encoder_for
 # %% auto #0
 __all__ = ['BEFORE', 'SLOWFAST_FPS', 'VIDEO_SUFFIXES', 'STORE_KINDS', 'clip_rows', 'slowfast_rows', 'clip_frame_times',
            'slowfast_frame_times', 'FrameExtractor', 'clip_extractor', 'slowfast_extractor', 'video_files', 'video_ids',
-           'extract_video_features', 'ArrayStore', 'file_features']
+           'extract_video_features', 'ArrayStore', 'file_features', 'encode_sentences']
 
 # %% ../nbs/21_extract_video.ipynb #9730eef6
 BEFORE = 1e-4            # seconds: "the last frame before t" is the frame shown at t - BEFORE
@@ -226,6 +226,16 @@ def file_features(path, exp, extractors: dict) -> tuple:
                        long_video=d.long_video, expected_dim=exp.model.vid_dim)
     return vf('v').numpy(), info.duration
 
+def encode_sentences(pred: MESMPredictor, sentences: Sequence[str], text_weights=None) -> list:
+    """Token features (W, txt_dim) of new sentences for `pred`'s run, from the CLIP text tower of `text_weights`
+    (loaded once per predictor; later calls may leave it out)."""
+    cache = pred.__dict__.setdefault('_file_towers', {})
+    if text_weights is None and 'text' not in cache:
+        raise DataError("text_weights: needed to encode the sentences (CLIP)")
+    if text_weights is not None and cache.get('text', (None,))[0] != str(text_weights):
+        cache['text'] = (str(text_weights), text_encoder_for(pred.exp, clip_weights=text_weights, device=pred.device))
+    return [np.asarray(t.feat if hasattr(t, 'feat') else t) for t in cache['text'][1].encode(list(sentences))]
+
 @patch
 def predict_file(self: MESMPredictor, path, sentences: Sequence[str], top_k: int = 5, clip_weights=None,
                  slowfast_weights=None, text_weights=None, trust_torchscript: bool = False) -> list:
@@ -249,11 +259,7 @@ def predict_file(self: MESMPredictor, path, sentences: Sequence[str], top_k: int
                 else (lambda w: slowfast_extractor(w, self.device))
             cache[k] = (key, make(need[k]))
         ex[k] = cache[k][1]
-    tw = text_weights or clip_weights
-    if tw is None and 'text' not in cache: raise DataError("text_weights: needed to encode the sentences (CLIP)")
-    if tw is not None and cache.get('text', (None,))[0] != str(tw):
-        cache['text'] = (str(tw), text_encoder_for(self.exp, clip_weights=tw, device=self.device))
-    words = [np.asarray(t.feat if hasattr(t, 'feat') else t) for t in cache['text'][1].encode(sentences)]
+    words = encode_sentences(self, sentences, text_weights or clip_weights)
     feats, duration = file_features(path, self.exp, ex)
     out = self.predict(feats, words, duration, top_k, saliency=True)
     return [dict(query=q, **o) for q, o in zip(sentences, out)]

@@ -167,13 +167,11 @@ def _tiny_weights(folder):
     return folder/'ViT-B-32.pt', folder/'SLOWFAST_8x8_R50.pyth'
 
 
-def test_own_videos_to_moments(tmp_path, capsys):
-    """The path of the docs page "Your own videos", command by command: video files -> extract-video -> annotations
-    in the Charades-STA format -> build-vocab, extract-text -> train -> predict --video-file, and the same answer
-    from `MESMPredictor.predict_file`."""
-    pytest.importorskip('av')
+def _own_run(tmp_path) -> tuple:
+    """The path of the docs page "Your own videos", command by command: video files -> extract-video -> annotations in
+    the Charades-STA format -> build-vocab, extract-text -> train. Returns (videos folder, CLIP and SlowFast weights,
+    run folder)."""
     from mesm_prem.cli import main
-    from mesm_prem.extract_video import MESMPredictor
     from mesm_prem.stores import MLMVocab
     from mesm_prem.video import write_test_video
     vids, root = tmp_path/'videos', tmp_path/'data'
@@ -182,7 +180,6 @@ def test_own_videos_to_moments(tmp_path, capsys):
     cw, sw = _tiny_weights(tmp_path)
     assert main(['extract-video', str(vids), '--out', str(root), '--clip-weights', str(cw), '--slowfast-weights',
                  str(sw), '--quiet']) == 0
-    capsys.readouterr()
     lines = [f"v{i} {0.5 + 0.1 * i:.1f} {2.0 + 0.1 * i:.1f}##the screen turns red" for i in range(8)]
     lines += [f"v{i} 1.0 {2.5 + 0.1 * i:.1f}##it slowly goes green" for i in range(8)]
     (root/'train.txt').write_text('\n'.join(lines[:6] + lines[8:14]) + '\n')
@@ -197,8 +194,18 @@ def test_own_videos_to_moments(tmp_path, capsys):
     run = tmp_path/'run'
     assert main(['train', 'mesm', '--preset', 'charades_sta_C+SF_C', '--run-dir', str(run), '--quiet', *data,
                  'model.vid_dim=594', 'model.txt_dim=64', f'model.n_classes={n_classes}', 'model.hidden=32',
-                 'model.n_heads=4', 'model.d_ff=64', f'data.vocab_size={n_words}', 'train.epochs=1', 'train.batch_size=4', 'data.max_video_l=16',
-                 '--device', 'cpu']) == 0
+                 'model.n_heads=4', 'model.d_ff=64', f'data.vocab_size={n_words}', 'train.epochs=1',
+                 'train.batch_size=4', 'data.max_video_l=16', '--device', 'cpu']) == 0
+    return vids, cw, sw, run
+
+
+def test_own_videos_to_moments(tmp_path, capsys):
+    """From video files to a trained run (`_own_run`), then predict --video-file, and the same answer from
+    `MESMPredictor.predict_file`."""
+    pytest.importorskip('av')
+    from mesm_prem.cli import main
+    from mesm_prem.extract_video import MESMPredictor
+    vids, cw, sw, run = _own_run(tmp_path)
     capsys.readouterr()
     assert main(['predict', str(run), '--video-file', str(vids/'v3.mp4'), '--query', 'the screen turns red',
                  '--query', 'it slowly goes green', '--top-k', '3', '--clip-weights', str(cw), '--slowfast-weights',
@@ -213,3 +220,37 @@ def test_own_videos_to_moments(tmp_path, capsys):
     res = MESMPredictor(run, device='cpu').predict_file(vids/'v3.mp4', ['the screen turns red', 'it slowly goes green'],
                                                          top_k=3, clip_weights=cw, slowfast_weights=sw)
     assert [r['windows'] for r in res] == [r['pred_relevant_windows'] for r in rows]
+
+
+def test_serve_in_a_browser(tmp_path):
+    """`mesm-prem serve`'s page in headless Chromium: the address types two sentences into the page and submits them;
+    the moments read off the rendered page are the predictor's, and the video file is in the player."""
+    import html, os, re, shutil, subprocess
+    pytest.importorskip('av')
+    exe = next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
+    if exe is None:
+        if os.environ.get('MESM_PREM_REQUIRE_BROWSER'): pytest.fail('no Chromium on this machine')
+        pytest.skip('no Chromium here')
+    from urllib.parse import urlencode
+    from mesm_prem.serve import DemoApp, serve
+    vids, cw, sw, run = _own_run(tmp_path)
+    app = DemoApp(run, vids, cw, sw, device='cpu')
+    assert {v['id'] for v in app.videos()} >= {f'v{i}' for i in range(8)}
+    want = app.predict('v3', ['the screen turns red', 'it slowly goes green'], 5)
+    srv = serve(app, port=0)
+    try:
+        url = (f"http://127.0.0.1:{srv.server_address[1]}/?"
+               + urlencode([('video', 'v3'), ('q', 'the screen turns red'), ('q', 'it slowly goes green')]))
+        flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+                 '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1200,900',
+                 '--virtual-time-budget=20000', f'--user-data-dir={tmp_path/"profile"}']
+        r = subprocess.run([exe, *flags, '--dump-dom', url], capture_output=True, text=True, timeout=180)
+        dom = r.stdout
+        assert 'data-done="yes"' in dom, (r.stderr[-1500:], dom[-3000:])
+        sents = [html.unescape(x) for x in re.findall(r'<div class="sent">(.*?)</div>', dom)]
+        assert sents == ['the screen turns red', 'it slowly goes green']
+        starts = [float(x) for x in re.findall(r'<li class="moment" data-start="([0-9.]+)"', dom)]
+        assert starts == [w[0] for x in want for w in x['windows']]
+        assert 'src="/media/v3"' in dom
+    finally:
+        srv.shutdown()
