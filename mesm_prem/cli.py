@@ -621,9 +621,7 @@ def _warning_line(message, category, filename, lineno, file=None, line=None):
     pkg = Path(sys.modules[DataError.__module__].__file__).resolve().parent            # mesm_prem/
     if issubclass(category, RepairWarning) or Path(filename).resolve().parent == pkg:
         print(f"mesm-prem: warning: {message}", file=file or sys.stderr)
-    else: _show_default(message, category, filename, lineno, file, line)
-
-_show_default = warnings.showwarning
+    else: (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
 
 def main(argv=None) -> int:
     """Entry point of the `mesm-prem` console script. Expected failures (bad input, a missing file, no GPU, CUDA out of

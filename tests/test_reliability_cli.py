@@ -64,7 +64,7 @@ def test_predict_refuses_bad_numbers(capsys, tmp_path, args, message):
 def test_parser_errors_are_one_line_and_help_still_works(capsys):
     rc, _, err = run(capsys, 'predict', 'somewhere')
     assert rc == 2
-    one_line_error(err, 'predict', 'the following arguments are required: --video (see mesm-prem predict --help)')
+    one_line_error(err, 'predict', 'one of the arguments --video --video-file is required (see mesm-prem predict --help)')
     rc, out, _ = run(capsys, 'predict', '--help')
     assert rc == 0 and out.startswith('usage: mesm-prem predict')
 
