@@ -617,11 +617,11 @@ def _one_line(e: BaseException) -> str:
 
 def _warning_line(message, category, filename, lineno, file=None, line=None):
     """Warnings of this package (repairs of the input, settings that change nothing) as one line on stderr, without
-    the package's source line that Python's default format prints; others as Python prints them."""
+    the package's source line that Python's default format prints; others in Python's format, without it."""
     pkg = Path(sys.modules[DataError.__module__].__file__).resolve().parent            # mesm_prem/
     if issubclass(category, RepairWarning) or Path(filename).resolve().parent == pkg:
         print(f"mesm-prem: warning: {message}", file=file or sys.stderr)
-    else: (file or sys.stderr).write(warnings.formatwarning(message, category, filename, lineno, line))
+    else: print(f"{filename}:{lineno}: {category.__name__}: {message}", file=file or sys.stderr)   # Python's format
 
 def main(argv=None) -> int:
     """Entry point of the `mesm-prem` console script. Expected failures (bad input, a missing file, no GPU, CUDA out of
