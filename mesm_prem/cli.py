@@ -120,24 +120,29 @@ def cmd_data_stats(a) -> int:
     return 0
 
 # %% ../nbs/24_cli.ipynb #e394a25a
+def _annotation_args(p):
+    "The arguments that read one annotation file (`load_annotations_for`): the file, its format and side files, policy."
+    p.add_argument('annotations', help='annotation file (Charades-STA txt, TACoS/Charades-CG/CD json, '
+                                       'QVHighlights/TVR/DiDeMo jsonl)')
+    p.add_argument('--format', choices=sorted(READERS), help='annotation format (default: guessed from the file name)')
+    p.add_argument('--durations',
+                   help='Charades video table (default: Charades_v1_{train,test}.csv beside the annotations)')
+    p.add_argument('--video2dur', help="TVR's tvr_video2dur_idx.json (adds the global video index)")
+    p.add_argument('--policy', choices=['repair', 'strict'], default='repair',
+                   help='bad windows: repair as the official loaders (default) or stop')
+
 def _add_data_stats_command(sub):
     "`data-stats`."
     t = sub.add_parser('data-stats', help='statistics of an annotation file and its features',
                        description='Print queries, videos, duration and moment-length distributions, repairs, and '
                                    'feature shapes.')
-    t.add_argument('annotations', help='annotation file (Charades-STA txt, TACoS/Charades-CG/CD json, '
-                                       'QVHighlights/TVR/DiDeMo jsonl)')
-    t.add_argument('--format', choices=sorted(READERS), help='annotation format (default: guessed from the file name)')
-    t.add_argument('--durations',
-                   help='Charades video table (default: Charades_v1_{train,test}.csv beside the annotations)')
-    t.add_argument('--video2dur', help="TVR's tvr_video2dur_idx.json (adds the global video index)")
+    _annotation_args(t)
     t.add_argument('--features', nargs='*', default=[], help='video feature files (HDF5) or folders (.npy/.npz)')
     t.add_argument('--subtitles', help='TVR subtitle feature file (HDF5 with -mask keys)')
     t.add_argument('--text', help='text feature file (HDF5 keyed by query id)')
-    t.add_argument('--policy', choices=['repair', 'strict'], default='repair',
-                   help='bad windows: repair as the official loaders (default) or stop')
     t.add_argument('--json', action='store_true', help='print JSON instead of text')
     t.set_defaults(func=cmd_data_stats)
+
 
 # %% ../nbs/24_cli.ipynb #e93a1b4a
 def cmd_synth(a) -> int:
@@ -248,15 +253,8 @@ def _add_ground_truth_command(sub):
     g = sub.add_parser('ground-truth', help='write the ground truth of an annotation file for evaluate vmr',
                        description='Read an annotation file of any supported format and write its ground truth as '
                                    'QVHighlights-format JSON lines, the --gt of evaluate vmr.')
-    g.add_argument('annotations', help='annotation file (Charades-STA txt, TACoS/Charades-CG/CD json, '
-                                       'QVHighlights/TVR/DiDeMo jsonl)')
+    _annotation_args(g)
     g.add_argument('--out', required=True, help='JSON lines file to write')
-    g.add_argument('--format', choices=sorted(READERS), help='annotation format (default: guessed from the file name)')
-    g.add_argument('--durations',
-                   help='Charades video table (default: Charades_v1_{train,test}.csv beside the annotations)')
-    g.add_argument('--video2dur', help="TVR's tvr_video2dur_idx.json")
-    g.add_argument('--policy', choices=['repair', 'strict'], default='repair',
-                   help='bad windows: repair as the official loaders (default) or stop')
     g.set_defaults(func=cmd_ground_truth)
 
 # %% ../nbs/24_cli.ipynb #20711511

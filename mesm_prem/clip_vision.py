@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .records import DataError
-from .text import ClipTextBlock, _CLIP_BLOCK_NAMES, _ln, read_clip_state_dict
+from .text import (ClipTextBlock, _CLIP_BLOCK_NAMES, _ln, half_clip_blocks, init_clip_blocks,
+                            read_clip_state_dict)
 
 # %% auto #0
 __all__ = ['CLIP_MEAN', 'CLIP_STD', 'ClipVisionConfig', 'ClipVisionTower', 'clip_vision_state_dict', 'load_clip_vision_tower',
@@ -50,14 +51,10 @@ class ClipVisionTower(nn.Module):
 
     def reset_parameters(self):
         "CLIP's initialisation scales (for tests; real use loads released weights)."
-        w, n = self.cfg.width, self.cfg.layers
+        w = self.cfg.width
         nn.init.normal_(self.conv1.weight, std=w ** -0.5)
         nn.init.normal_(self.class_embedding, std=w ** -0.5); nn.init.normal_(self.positional_embedding, std=w ** -0.5)
-        for b in self.blocks:
-            nn.init.normal_(b.qkv.weight, std=w ** -0.5); nn.init.normal_(b.out.weight, std=w ** -0.5 * (2 * n) ** -0.5)
-            nn.init.normal_(b.fc.weight, std=(2 * w) ** -0.5)
-            nn.init.normal_(b.proj.weight, std=w ** -0.5 * (2 * n) ** -0.5)
-            for lin in (b.qkv, b.out, b.fc, b.proj): nn.init.zeros_(lin.bias)
+        init_clip_blocks(self.blocks, w)
         nn.init.normal_(self.proj, std=w ** -0.5)
 
     @property
@@ -120,9 +117,7 @@ def load_clip_vision_tower(path, device='cpu', dtype: str = 'auto', trust_torchs
         raise ValueError(f"dtype must be 'auto', 'float16' or 'float32', got {dtype!r}")
     m = m.to(device).eval()
     if dtype == 'float16':           # OpenAI's convert_weights: convolution, linears and projection; norms stay float32
-        m.conv1.half(); m.proj.data = m.proj.data.half()
-        for b in m.blocks:
-            for lin in (b.qkv, b.out, b.fc, b.proj): lin.half()
+        m.conv1.half(); m.proj.data = m.proj.data.half(); half_clip_blocks(m.blocks)
         for prm in (m.class_embedding, m.positional_embedding): prm.data = prm.data.half()
     return m
 

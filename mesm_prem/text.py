@@ -15,6 +15,7 @@ import os
 import pickle
 import re as _re
 import regex
+import shutil
 import string
 import torch
 import torch.nn.functional as F
@@ -36,11 +37,11 @@ from .datasets import pad_sequences
 # %% auto #0
 __all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'OPENAI_CLIP_SHA256', 'clip_bpe_path',
            'byte_alphabet', 'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger', 'get_tagger', 'pos_weights',
-           'ClipTextConfig', 'ClipTextBlock', 'ClipTextTower', 'read_clip_state_dict', 'clip_text_state_dict',
-           'load_clip_text_tower', 'nltk_words', 'punctuation_words', 'GloVeVocab', 'read_glove_txt', 'glove_table',
-           'read_glove_pkl', 'ClipTextFeatures', 'GloVeTextFeatures', 'GloVePklTextFeatures', 'extract_text',
-           'count_tokens', 'counts_lines', 'glove_pkl_counts_lines', 'write_counts', 'counts_id_space',
-           'check_text_ids']
+           'ClipTextConfig', 'ClipTextBlock', 'init_clip_blocks', 'half_clip_blocks', 'ClipTextTower',
+           'read_clip_state_dict', 'clip_text_state_dict', 'load_clip_text_tower', 'nltk_words', 'punctuation_words',
+           'GloVeVocab', 'read_glove_txt', 'glove_table', 'read_glove_pkl', 'ClipTextFeatures', 'GloVeTextFeatures',
+           'GloVePklTextFeatures', 'extract_text', 'count_tokens', 'counts_lines', 'glove_pkl_counts_lines',
+           'write_counts', 'counts_id_space', 'check_text_ids']
 
 # %% ../nbs/09_text.ipynb #8216f0c3
 ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../mesm_prem/assets')
@@ -211,6 +212,20 @@ class ClipTextBlock(nn.Module):
         h = self.fc(_ln(self.ln_2, x))
         return x + self.proj(h * torch.sigmoid(1.702 * h))
 
+def init_clip_blocks(blocks, width: int):
+    "CLIP's initialisation of a stack of `ClipTextBlock`s (normal weights scaled by width and depth, zero biases)."
+    w, n = width, len(blocks)
+    for b in blocks:
+        nn.init.normal_(b.qkv.weight, std=w ** -0.5); nn.init.normal_(b.out.weight, std=w ** -0.5 * (2 * n) ** -0.5)
+        nn.init.normal_(b.fc.weight, std=(2 * w) ** -0.5)
+        nn.init.normal_(b.proj.weight, std=w ** -0.5 * (2 * n) ** -0.5)
+        for lin in (b.qkv, b.out, b.fc, b.proj): nn.init.zeros_(lin.bias)
+
+def half_clip_blocks(blocks):
+    "The blocks' linear layers in float16, their layer norms float32 (CLIP's `convert_weights`)."
+    for b in blocks:
+        for lin in (b.qkv, b.out, b.fc, b.proj): lin.half()
+
 class ClipTextTower(nn.Module):
     "CLIP's text transformer: ids (B, L) -> dict(last_hidden_state (B, L, width), pooled (B, embed_dim))."
     def __init__(self, cfg: ClipTextConfig = ClipTextConfig()):
@@ -226,13 +241,9 @@ class ClipTextTower(nn.Module):
 
     def reset_parameters(self):
         "CLIP's initialisation (used for tests; real use loads released weights)."
-        w, n = self.cfg.width, self.cfg.layers
+        w = self.cfg.width
         nn.init.normal_(self.token_embedding.weight, std=0.02); nn.init.normal_(self.positional_embedding, std=0.01)
-        for b in self.blocks:
-            nn.init.normal_(b.qkv.weight, std=w ** -0.5); nn.init.normal_(b.out.weight, std=w ** -0.5 * (2 * n) ** -0.5)
-            nn.init.normal_(b.fc.weight, std=(2 * w) ** -0.5)
-            nn.init.normal_(b.proj.weight, std=w ** -0.5 * (2 * n) ** -0.5)
-            for lin in (b.qkv, b.out, b.fc, b.proj): nn.init.zeros_(lin.bias)
+        init_clip_blocks(self.blocks, w)
         nn.init.normal_(self.text_projection, std=w ** -0.5)
 
     @property
@@ -241,8 +252,7 @@ class ClipTextTower(nn.Module):
     def half_like_official(self):
         """Linear weights and `text_projection` in float16; embeddings and layer norms stay float32 (CLIP's
         `convert_weights`)."""
-        for b in self.blocks:
-            for lin in (b.qkv, b.out, b.fc, b.proj): lin.half()
+        half_clip_blocks(self.blocks)
         self.text_projection.data = self.text_projection.data.half()
         return self
 
@@ -521,6 +531,9 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
             raise DataError(f"{out}: holds {kind} text features; {attrs.get('tokenizer')} features would replace them: "
                             f"name another store in data.text_features (e.g. {out.stem}_{attrs.get('tokenizer')}.h5)")
     if tmp.exists() and not resume: tmp.unlink()
+    if resume and out.exists() and not tmp.exists():          # start from the store: only what changed is encoded
+        with h5py.File(out, 'r') as f: old = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        if _attrs_equal(old, attrs): shutil.copyfile(out, tmp)
     try: f = h5py.File(tmp, 'a')
     except OSError as e:
         raise DataError(f"{tmp}: cannot reopen the partial text store ({e}); delete it to start again") from None

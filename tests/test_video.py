@@ -101,16 +101,17 @@ def test_slowfast_equals_pytorchvideo(tmp_path, monkeypatch):
     torch.save(dict(model_state=ref.state_dict()), tmp_path/'SLOWFAST_8x8_R50.pyth')
     with pytest.warns(UserWarning, match='another training run'):
         ours = load_slowfast(tmp_path/'SLOWFAST_8x8_R50.pyth')
-    slow, fast = torch.randn(1, 3, 8, 224, 224), torch.randn(1, 3, 32, 224, 224)
+    slow, fast = torch.randn(1, 3, 8, 224, 224).double(), torch.randn(1, 3, 32, 224, 224).double()
+    ours, ref = ours.double(), ref.double()          # float64: the same numbers whatever the CPU's kernels
     with torch.no_grad():
         x = [slow, fast]
         for blk in ref.blocks[:6]: x = blk(x)                     # stem, res2-res5, pool and concatenation
         feat_ref = x.flatten(1)
-        logits_ref = ref.blocks[6].proj(feat_ref)
+        logits_ref = ref.blocks[6].proj(feat_ref.float().double())   # from the float32 features ours returns
     feat = ours(slow, fast)
     assert feat.shape == (1, 2304)
-    torch.testing.assert_close(feat, feat_ref, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(ours.logits(feat), logits_ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(feat, feat_ref.float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours.logits(feat), logits_ref.float(), atol=1e-5, rtol=1e-5)
 
 
 def _ffmpeg_fps(path, rate: str) -> list:
