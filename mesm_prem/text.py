@@ -532,7 +532,8 @@ def extract_text(ann: Annotations, out, encoder, batch_size: int = 64, resume: b
                             f"name another store in data.text_features (e.g. {out.stem}_{attrs.get('tokenizer')}.h5)")
     if tmp.exists() and not resume: tmp.unlink()
     if resume and out.exists() and not tmp.exists():          # start from the store: only what changed is encoded
-        with h5py.File(out, 'r') as f: old = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+        with h5py.File(out, 'r') as f:
+            old = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
         if _attrs_equal(old, attrs): shutil.copyfile(out, tmp)
     try: f = h5py.File(tmp, 'a')
     except OSError as e:
