@@ -254,6 +254,41 @@ def targets_section(out: list):
     if t.exists(): out += [t.read_text().strip(), ""]
 
 
+def long_video_section(out: list):
+    "R1@0.5 past the trained length: the predictor's three readings of a long video (`bench/long_video.py`)."
+    r = load('long_video_cpu.json')
+    out += ["## Long videos: pooling, all clips, or sliding windows", "",
+            "How `MESMPredictor` reads a video longer than the model's trained length (`data.max_video_l` clips; "
+            "`long_video` in notebook 14, `--long-video` in the CLI), measured by `bench/long_video.py`: a model trained "
+            "on the synthetic benchmark (videos of 16-48 s, one clip a second, moments of 3-12 s), then tested on videos "
+            "of 0.75 L to L seconds written by the same generator, with the same moments and one described event per "
+            "18-36 s. `slide` is the default window (the training videos' median length) at half-window strides, merged "
+            "by NMS at IoU 0.7.", ""]
+    if not r:
+        out += ["*Not measured yet.*", ""]; return
+    names = list(next(iter(r['lengths'].values())))
+    label = lambda n: (f"slide, {r['default_window']} clips (default)" if n == 'slide' else
+                       f"slide, {n.split('_')[1]} clips" if n.startswith('slide_') else
+                       f"pool to {r['max_video_l']} (official)" if n == 'pool' else 'full (all clips)')
+    out += [f"{machine(r['machine'])}; trained {r['epochs']} epochs ({r['train_seconds']:.0f} s), benchmark seed "
+            f"{r['benchmark_seed']}, trained length {r['max_video_l']} clips; in-distribution test split: R1@0.5 "
+            f"{r['in_distribution_test']['MR-full-R1@0.5']:.2f}.", "",
+            "R1@0.5 (R1@0.7, mIoU) by the longest test video L, and milliseconds per sentence:", "",
+            "| reading | " + ' | '.join(f"L = {L} s" for L in r['lengths']) + " |",
+            "|---|" + "---|" * len(r['lengths'])]
+    for n in names:
+        cells = []
+        for L, row in r['lengths'].items():
+            x = row[n]
+            cells.append(f"{x['MR-full-R1@0.5']:.1f} ({x['MR-full-R1@0.7']:.1f}, {x['MR-full-miou']:.1f}); "
+                         f"{1e3 * x['seconds_per_sentence']:.0f} ms")
+        out.append(f"| {label(n)} | " + ' | '.join(cells) + " |")
+    n_sent = ', '.join(f"{row[names[0]]['sentences']}" for row in r['lengths'].values())
+    out += ["", f"Sentences per length: {n_sent}.", ""]
+    notes = RES/'LONG_VIDEO.md'
+    if notes.exists(): out += [notes.read_text().strip(), ""]
+
+
 def render() -> str:
     out = ["# Performance", "",
            "Measured figures, each with the date and machine it came from. These machines are noisy: compare ratios measured "
@@ -261,6 +296,7 @@ def render() -> str:
            "`bench/results/*.json`.", ""]
     targets_section(out)
     mesm_section(out); precision_section(out); prem_section(out); scale_section(out); ann_section(out)
+    long_video_section(out)
     notes = RES/'NOTES.md'
     if notes.exists(): out += [notes.read_text().strip(), ""]
     return '\n'.join(out).rstrip() + '\n'

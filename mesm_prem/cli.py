@@ -349,7 +349,7 @@ def _add_train_command(sub):
 def cmd_predict(a) -> int:
     from mesm_prem.run_mesm import MESMPredictor
     p = MESMPredictor(check_run_folder(a.run_dir, 'mesm', 'predict'), device=a.device, data_root=a.data_root,
-                      precision=a.precision)
+                      precision=a.precision, **_long_video_kwargs(a))
     if a.video_file:
         if not a.query: raise DataError("--query: give at least one sentence to localise in --video-file")
         from mesm_prem.extract_video import predict_file   # noqa: F401  (MESMPredictor.predict_file)
@@ -370,6 +370,17 @@ def cmd_predict(a) -> int:
     return 0
 
 # %% ../nbs/24_cli.ipynb #1b0d75cf
+def _add_long_video_args(p):
+    "How a predictor reads a video longer than the run was trained on (`MESMPredictor`'s `long_video`)."
+    p.add_argument('--long-video', choices=['slide', 'pool', 'full'], default='slide',
+                   help="a video longer than the run's data.max_video_l clips: slide (windows merged by NMS), pool "
+                        "(the official average pooling) or full (all clips at once) (default: %(default)s)")
+    p.add_argument('--window', type=positive_int, help='with slide: clips per window (default: data.max_video_l)')
+    p.add_argument('--stride', type=positive_int, help='with slide: clips between windows (default: half a window)')
+
+def _long_video_kwargs(a) -> dict:
+    return dict(long_video=a.long_video, window=a.window, stride=a.stride)
+
 def _add_predict_command(sub):
     "`predict`."
     pr = sub.add_parser('predict', help='MESM windows for sentences in a video (Moment-DETR JSON lines)',
@@ -402,6 +413,7 @@ def _add_predict_command(sub):
     pr.add_argument('--precision', choices=PRECISIONS,
                     help="auto (bf16 on CUDA and on CPUs with bf16 units), fp32 or bf16 (default: the run's "
                          "train.precision)")
+    _add_long_video_args(pr)
     pr.set_defaults(func=cmd_predict)
 
 # %% ../nbs/24_cli.ipynb #b68f1907
@@ -559,11 +571,20 @@ def _add_video_commands(sub):
 # %% ../nbs/24_cli.ipynb #a95aa88f
 def cmd_serve(a) -> int:
     import threading
-    from mesm_prem.serve import DemoApp, serve
-    app = DemoApp(check_run_folder(a.run_dir, 'mesm', 'serve'), a.videos, a.clip_weights, a.slowfast_weights,
-                  a.text_weights, device=a.device)
+    from mesm_prem.run_mesm import MESMPredictor
+    from mesm_prem.serve import CorpusApp, DemoApp, serve
+    if run_kind(a.run_dir) == 'prem':
+        app = CorpusApp(check_run_folder(a.run_dir, 'prem', 'serve'), a.split or 'val', a.videos, device=a.device,
+                        index=a.index)
+    else:
+        if a.split or a.index: raise DataError("--split and --index go with a PREM run")
+        run = check_run_folder(a.run_dir, 'mesm', 'serve')
+        app = DemoApp(run, a.videos, a.clip_weights, a.slowfast_weights, a.text_weights,
+                      predictor=MESMPredictor(run, device=a.device, **_long_video_kwargs(a)))
     srv = serve(app, a.host, a.port)
-    print(f"mesm-prem serve: http://{a.host}:{srv.server_address[1]}/ ({len(app.videos())} videos; Ctrl-C stops)",
+    what = (f"{len(app.videos())} videos" if isinstance(app, DemoApp) else
+            f"{len(app.ann)} queries of {app.split}, {len(app.searcher.corpus_index)} videos")
+    print(f"mesm-prem serve: http://{a.host}:{srv.server_address[1]}/ ({what}; Ctrl-C stops)",
           file=sys.stderr, flush=True)
     try: threading.Event().wait()
     except KeyboardInterrupt: pass
@@ -572,18 +593,24 @@ def cmd_serve(a) -> int:
 
 def _add_serve_command(sub):
     "`serve`."
-    sv = sub.add_parser('serve', help='a browser demo of a MESM run: moments of typed sentences in a video',
-                        description="Serve a page on HOST:PORT: choose a video (a file of --videos, or a video of the "
-                                    "run's data), type sentences, see the top moments on a timeline with the saliency "
-                                    "curve; a click plays the moment.")
-    sv.add_argument('run_dir', help='a MESM run folder')
-    sv.add_argument('--videos', help='a folder of video files to choose from')
+    sv = sub.add_parser('serve', help='a browser demo: moments of typed sentences in a video (MESM), or of a query '
+                                      'in a corpus (PREM)',
+                        description="Serve a page on HOST:PORT. A MESM run: choose a video (a file of --videos, or a "
+                                    "video of the run's data), type sentences, see the top moments on a timeline with "
+                                    "the saliency curve; a click plays the moment. A PREM run: find a query of --split "
+                                    "by its words, see its top moments in the split's corpus; a click plays one whose "
+                                    "video has a file in --videos.")
+    sv.add_argument('run_dir', help='a MESM or PREM run folder')
+    sv.add_argument('--videos', help='a folder of video files to choose from (PREM: named after the video ids)')
+    sv.add_argument('--split', help="PREM: the split whose queries and corpus to search (default: val)")
+    sv.add_argument('--index', help='PREM: corpus index file, loaded when it exists, else written there')
     sv.add_argument('--clip-weights', help="OpenAI's ViT-B-32.pt (typed sentences; video files)")
     sv.add_argument('--slowfast-weights', help="PySlowFast's SLOWFAST_8x8_R50.pkl (video files)")
     sv.add_argument('--text-weights', help='CLIP text weights, if not in --clip-weights')
     sv.add_argument('--host', default='127.0.0.1', help='address to listen on (default: %(default)s)')
     sv.add_argument('--port', type=int, default=8765, help='port (default: %(default)s; 0: any free one)')
     sv.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
+    _add_long_video_args(sv)
     sv.set_defaults(func=cmd_serve)
 
 # %% ../nbs/24_cli.ipynb #47c2aff6

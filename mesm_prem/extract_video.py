@@ -215,15 +215,15 @@ class ArrayStore(FeatureStore):
 
 def file_features(path, exp, extractors: dict) -> tuple:
     """The (T, vid_dim) model input of the video file `path` for experiment `exp` (its stores, its clip length, its
-    reading rules), and the video's duration. `extractors`: kind -> `FrameExtractor`."""
+    normalisation and TEF), every clip of it (`MESMPredictor.predict` pools or slides a long video), and the video's
+    duration. `extractors`: kind -> `FrameExtractor`."""
     d = exp.data
     kinds = [STORE_KINDS.get(Path(f).name) for f in d.video_features]
     if None in kinds:
         raise DataError(f"the run reads {d.video_features}; from video files only {sorted(STORE_KINDS)} can be made")
     info = probe_video(path)
     stores = [ArrayStore({'v': extractors[k].run(path, info, d.clip_len)}, name=k) for k in kinds]
-    vf = VideoFeatures(stores, normalize=d.normalize_video, tef=d.use_tef, max_len=d.max_video_l,
-                       long_video=d.long_video, expected_dim=exp.model.vid_dim)
+    vf = VideoFeatures(stores, normalize=d.normalize_video, tef=d.use_tef, expected_dim=exp.model.vid_dim)
     return vf('v').numpy(), info.duration
 
 def encode_sentences(pred: MESMPredictor, sentences: Sequence[str], text_weights=None) -> list:

@@ -10,15 +10,17 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
 import numpy as np
 import sys
+import warnings
 import torch
 from pathlib import Path
 from typing import Sequence
 
 from .records import Annotations, DataError, read_annotations
-from .stores import H5Store, MLMVocab, TextStore, VideoFeatures
-from .spans import span_cxw_to_xx, temporal_nms
+from .stores import H5Store, MLMVocab, TextStore, VideoFeatures, pool_to_length, temporal_endpoints
+from .spans import span_cxw_to_xx, span_xx_to_cxw, temporal_nms
 from .config import atomic_save, check_resume, load_config, safe_load, save_config
 from .datasets import VMRDataset, pad_sequences, set_vmr_epoch, vmr_loader
 from .losses import targets_from_batch
@@ -32,11 +34,12 @@ from .training import (Trainer, TrainerConfig, init_distributed, precision_autoc
 from .experiments import HELDOUT, MESMEval, MESMExperiment, PRESETS, selection_split
 
 # %% auto #0
-__all__ = ['read_split', 'heldout_videos', 'split_annotations', 'video_features', 'mesm_dataset', 'default_word_weights',
-           'mesm_step', 'fixed_rng', 'windows_from_batch', 'windows_from_outputs', 'predict_loader', 'ground_truth',
-           'evaluate_mesm', 'model_selection', 'train_mesm', 'load_official_checkpoint', 'experiment_from_official',
-           'convert_official_checkpoint', 'load_mesm', 'MESMPredictor', 'mean_window', 'constant_window_baseline',
-           'vocab_kind', 'build_vocab', 'text_encoder_for', 'extract_text_splits']
+__all__ = ['LONG_VIDEO', 'read_split', 'heldout_videos', 'split_annotations', 'video_features', 'mesm_dataset',
+           'default_word_weights', 'mesm_step', 'fixed_rng', 'windows_from_batch', 'windows_from_outputs',
+           'predict_loader', 'ground_truth', 'evaluate_mesm', 'model_selection', 'train_mesm',
+           'load_official_checkpoint', 'experiment_from_official', 'convert_official_checkpoint', 'load_mesm',
+           'slide_starts', 'windows_to_video', 'merge_window_saliency', 'typical_clips', 'MESMPredictor', 'mean_window',
+           'constant_window_baseline', 'vocab_kind', 'build_vocab', 'text_encoder_for', 'extract_text_splits']
 
 # %% ../nbs/14_mesm_run.ipynb #80a07a21
 def read_split(exp: MESMExperiment, split: str) -> Annotations:
@@ -323,6 +326,41 @@ def load_mesm(run_dir, which: str = 'best', device='cpu') -> tuple:
         raise DataError(f"{f}: does not match the model of {run/'config.json'}: {str(e)[:300]}") from None
     return model.eval(), exp
 
+# %% ../nbs/14_mesm_run.ipynb #557b1fdf
+LONG_VIDEO = ('slide', 'pool', 'full')           # how a predictor reads a video longer than it was trained on
+
+def slide_starts(T: int, window: int, stride: int) -> list:
+    """The first clips of the windows of `window` clips that cover a video of T clips: the fewest windows at most
+    `stride` clips apart, spread evenly from clip 0 to the last window, which ends at T. [0] when T <= window."""
+    if T <= window: return [0]
+    n = -(-(T - window) // stride) + 1
+    return [round(i * (T - window) / (n - 1)) for i in range(n)]
+
+def windows_to_video(spans: torch.Tensor, starts: Sequence[int], window: int, T: int) -> torch.Tensor:
+    """(n, ..., 2) (center, width) spans, each normalised to its window of `window` clips starting at clip
+    `starts[i]` -> the same spans normalised to the whole video of T clips, cut to their window (a window's model
+    saw nothing outside it)."""
+    s = torch.as_tensor(starts, dtype=spans.dtype, device=spans.device).view(-1, *[1] * (spans.ndim - 2), 1)
+    return span_xx_to_cxw((s + span_cxw_to_xx(spans).clamp(0, 1) * window) / T)
+
+def merge_window_saliency(sal: torch.Tensor, starts: Sequence[int], T: int) -> torch.Tensor:
+    "(n, B, L) clip scores of n windows of L clips starting at `starts` -> (B, T): each clip's mean over its windows."
+    n, B, L = sal.shape
+    idx = (torch.as_tensor(starts)[:, None] + torch.arange(L)).reshape(-1)
+    total = sal.new_zeros(B, T).index_add_(1, idx, sal.transpose(0, 1).reshape(B, n * L))
+    return total / torch.zeros(T, dtype=sal.dtype).index_add_(0, idx, sal.new_ones(n * L))
+
+def typical_clips(exp: MESMExperiment) -> int | None:
+    """The median length in clips of the training split's videos (each at most `data.max_video_l`): the window
+    `'slide'` reads a long video in. None when the annotations cannot be read; `data.max_video_l` when they give no
+    seconds (TACoS)."""
+    d = exp.data
+    try: ann = read_split(exp, d.train_split)
+    except (DataError, OSError): return None
+    durs = {q.vid: q.duration for q in ann if q.duration}
+    if d.clip_len <= 0 or not durs: return d.max_video_l
+    return int(min(d.max_video_l, max(1, round(statistics.median(durs.values()) / d.clip_len))))
+
 # %% ../nbs/14_mesm_run.ipynb #3d0046b1
 def _native_qid(q):
     "A query id given as text, with the type of the QVHighlights-style ground truth: int when integral."
@@ -330,24 +368,105 @@ def _native_qid(q):
     return int(s) if s.lstrip('-').isdigit() else s
 
 class MESMPredictor:
-    "Ranked (start, end, score) windows in seconds for sentences in one video, from a run folder."
+    """Ranked (start, end, score) windows in seconds for sentences in one video, from a run folder. A video longer
+    than the model's trained length (`data.max_video_l` clips) is read as `long_video` says: 'slide' (windows of
+    `window` clips, by default the median length of the training videos, every `stride` clips, by default half a
+    window, merged by NMS at IoU `merge_iou`), 'pool' (the official average pooling to `data.max_video_l` clips) or
+    'full' (every clip at once)."""
     def __init__(self, run_dir, device: str | None = None, which: str = 'best', data_root: str | None = None,
-                 precision: str | None = None):
+                 precision: str | None = None, long_video: str = 'slide', window: int | None = None,
+                 stride: int | None = None, merge_iou: float = 0.7):
+        self._reading(long_video, window, stride, merge_iou)
         self.device = device or ('cuda' if torch.cuda.is_available() else 'cpu')
         if torch.device(self.device).type == 'cuda' and not torch.cuda.is_available():
             raise DataError(f"device {self.device!r}: CUDA is not available on this machine")
         self.model, self.exp = load_mesm(run_dir, which, self.device)
+        self._trained_on = self.exp                    # as saved: where its training annotations were
         if data_root:
             self.exp = dataclasses.replace(self.exp, data=dataclasses.replace(self.exp.data, root=str(data_root)))
         if precision is not None:   # else the run's own (`train.precision`)
             self.exp = dataclasses.replace(self.exp, train=dataclasses.replace(self.exp.train, precision=precision))
+
+    @classmethod
+    def from_model(cls, model: MESM, exp: MESMExperiment, device='cpu', long_video: str = 'slide',
+                   window: int | None = None, stride: int | None = None, merge_iou: float = 0.7) -> 'MESMPredictor':
+        "A predictor for a model in memory (in eval mode, on `device`) and its experiment, without a run folder."
+        self = cls.__new__(cls)
+        self._reading(long_video, window, stride, merge_iou)
+        self.model, self.exp, self._trained_on, self.device = model.eval(), exp, exp, str(device)
+        return self
+
+    def _reading(self, long_video, window, stride, merge_iou):
+        "Check and keep how long videos are read."
+        if long_video not in LONG_VIDEO: raise DataError(f"long_video must be one of {LONG_VIDEO}, got {long_video!r}")
+        for k, x in dict(window=window, stride=stride).items():
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, np.integer)) or x < 1):
+                raise DataError(f"{k} must be an integer >= 1 (clips), got {x!r}")
+        if not (isinstance(merge_iou, (int, float)) and 0 < merge_iou <= 1):
+            raise DataError(f"merge_iou must be an IoU in (0, 1], got {merge_iou!r}")
+        if window is not None and stride is not None and stride > window:
+            raise DataError(f"stride ({stride}) must not exceed window ({window}): clips would be skipped")
+        self.long_video, self.merge_iou, self._window, self._stride = long_video, float(merge_iou), window, stride
         self._video, self._ann = None, {}
+
+    @property
+    def window(self) -> int:
+        """Clips per sliding window: as given, else the training videos' median length (`typical_clips`, from the
+        run's training annotations where it was trained, or under `data_root`), else `data.max_video_l`."""
+        if self._window is None:
+            self._window = typical_clips(self._trained_on) or typical_clips(self.exp)
+            if self._window is None:
+                d = self.exp.data
+                warnings.warn(f"sliding windows of data.max_video_l ({d.max_video_l}) clips: the training annotations "
+                              f"({d.train_split} split), which give the typical length, cannot be read; set the window "
+                              "(window=, --window)", stacklevel=2)
+                self._window = d.max_video_l
+        return int(self._window)
+
+    @property
+    def stride(self) -> int:
+        "Clips from one window to the next: as given (at most `window`), else half a window."
+        return int(min(self._stride, self.window) if self._stride else max(1, self.window // 2))
+
+    def video_features(self) -> VideoFeatures:
+        """The run's video features as the predictor reads them: every clip, uncut (`predict` pools or slides a long
+        video)."""
+        if self._video is None:
+            d = self.exp.data
+            self._video = VideoFeatures([H5Store(Path(d.root)/f) for f in d.video_features],
+                                        normalize=d.normalize_video,
+                                        tef=d.use_tef, max_len=None, expected_dim=self.exp.model.vid_dim)
+        return self._video
+
+    def _outputs(self, videos: torch.Tensor, words, wm, chunk: int = 8) -> tuple:
+        """videos (n, L, Dv): n windows of one video; words (B, W, Dt), wm (B, W) -> logits, spans (n, B, Q, 2) and
+        saliency (n, B, L) (float32, on the host), the B sentences forming one group per window."""
+        n, L, _ = videos.shape
+        B = len(words)
+        words, wm = words.to(self.device), wm.to(self.device)
+        lg, sp, sal = [], [], []
+        for i in range(0, n, chunk):
+            v = videos[i:i + chunk].to(self.device)
+            k = len(v)
+            rows = torch.cat([v.repeat_interleave(B, 0), v[:1]])
+            # a last (one-row) group lets the model's negative pass run; its outputs are not used
+            with fixed_rng(self.exp.train.seed), precision_autocast(self.exp.train.precision, self.device):
+                out = self.model(rows, torch.ones(rows.shape[:2], dtype=torch.bool, device=self.device),
+                                 torch.cat([words.repeat(k, 1, 1), words[:1]]), torch.cat([wm.repeat(k, 1), wm[:1]]),
+                                 [B] * k + [1], row_video=[j for j in range(k) for _ in range(B)] + [0])
+            Q = out.pred_logits.shape[1]
+            lg.append(out.pred_logits[:k * B].float().view(k, B, Q, 2))
+            sp.append(out.pred_spans[:k * B].float().view(k, B, Q, 2))
+            sal.append(out.saliency_scores[:k * B].float().view(k, B, L))
+        return torch.cat(lg), torch.cat(sp), torch.cat(sal).cpu()
 
     @torch.no_grad()
     def predict(self, video_feat, words_feats: list, duration: float, top_k: int = 5, saliency: bool = False) -> list:
-        """video_feat (T, Dv); words_feats: list of (W_i, Dt) token features -> per sentence [[start, end, score], ...];
-        with `saliency`, per sentence dict(windows=that list, saliency=[one score per clip of the T], clip=duration / T
-        seconds a score). The same whatever the global seeds, which it leaves as they were (`fixed_rng`)."""
+        """video_feat (T, Dv): every clip of the video (`video_features()`, or `file_features` of a file; a long video
+        is pooled or slid as the predictor's `long_video` says; the TEF columns are made again); words_feats: list of
+        (W_i, Dt) token features -> per sentence [[start, end, score], ...]; with `saliency`, per sentence
+        dict(windows=that list, saliency=[one score per clip], clip=seconds a score). The same whatever the global
+        seeds, which it leaves as they were (`fixed_rng`)."""
         if not words_feats: raise ValueError("no sentence to predict")
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise DataError(f"top_k must be an integer >= 1, got {top_k!r}")
@@ -362,23 +481,28 @@ class MESMPredictor:
             if w.ndim != 2 or w.shape[1] != self.exp.model.txt_dim or len(w) == 0:
                 raise DataError(f"sentence {i}: token features must be (W, {self.exp.model.txt_dim}), "
                                 f"got {tuple(w.shape)}")
-        B = len(ws)
+        B, T, d = len(ws), len(v), self.exp.data
         words, wm = pad_sequences(ws)
-        video = v[None].expand(B, -1, -1).to(self.device)
-        vm = torch.ones(B, len(v), dtype=torch.bool, device=self.device)
-        # a second (empty) group lets the model's negative pass run; its outputs are not used
-        with fixed_rng(self.exp.train.seed), precision_autocast(self.exp.train.precision, self.device):
-            out = self.model(torch.cat([video, video[:1]]), torch.cat([vm, vm[:1]]),
-                             torch.cat([words, words[:1]]).to(self.device), torch.cat([wm, wm[:1]]).to(self.device),
-                             [B, 1], row_video=[0] * (B + 1))
-        ev = dataclasses.replace(self.exp.eval, max_after_nms=int(top_k))
-        clip = self.exp.data.clip_len
-        lg, sp = out.pred_logits, out.pred_spans
-        wins = windows_from_batch(lg[:B], sp[:B], [float(duration)] * B, ev, clip)
+        core = v[:, :-2] if d.use_tef else v                         # TEF is made again for what the model sees
+        with_tef = lambda c: torch.cat([c, temporal_endpoints(len(c))], 1) if d.use_tef else c
+        mode = self.long_video if T > d.max_video_l else 'full'          # a video the model was trained on: whole
+        if mode == 'pool': v, T = with_tef(pool_to_length(core, d.max_video_l)), d.max_video_l
+        W = self.window if mode == 'slide' else T
+        starts = slide_starts(T, W, self.stride) if mode == 'slide' else [0]
+        videos = torch.stack([with_tef(core[s:s + W]) for s in starts]) if len(starts) > 1 else v[None]
+        lg, sp, sal = self._outputs(videos, words, wm)
+        ev = dataclasses.replace(self.exp.eval, max_after_nms=int(top_k), max_ts_val=max(self.exp.eval.max_ts_val,
+                                                                                             float(duration)))
+        if len(starts) > 1:         # every window's queries, in the video's coordinates, merged by NMS
+            sp = windows_to_video(sp, starts, W, T)
+            lg, sp = (x.transpose(0, 1).reshape(B, -1, 2) for x in (lg, sp))
+            ev = dataclasses.replace(ev, max_before_nms=lg.shape[1], nms_thd=self.merge_iou)
+            sal = merge_window_saliency(sal, starts, T)
+        else: lg, sp, sal = lg[0], sp[0], sal[0]
+        wins = windows_from_batch(lg, sp, [float(duration)] * B, ev, d.clip_len)
         if not saliency: return wins
-        sal = out.saliency_scores[:B].float().cpu().tolist()                           # one copy to the host
-        step = round(float(duration) / len(v), 4)
-        return [dict(windows=w, saliency=[round(x, 4) for x in s], clip=step) for w, s in zip(wins, sal)]
+        step = round(float(duration) / T, 4)
+        return [dict(windows=w, saliency=[round(x, 4) for x in s], clip=step) for w, s in zip(wins, sal.tolist())]
 
     def sentences(self, vid: str, splits=None) -> list:
         "The annotated sentences (`Query`) of video `vid` in the run's splits (all of them unless `splits` is given)."
@@ -398,8 +522,8 @@ class MESMPredictor:
         their split, or from `text` (a `TextStore` or HDF5 path keyed by query id). Moment-DETR-style dicts whose
         `qid` has the annotations' type (an int for the integral ids of Charades-STA or QVHighlights), so that the
         lines score against `ground_truth` (`mesm-prem evaluate vmr`)."""
-        if self._video is None: self._video = video_features(self.exp)
-        if vid not in self._video:
+        video = self.video_features()
+        if vid not in video:
             raise DataError(f"video {vid!r} is not in the run's video features "
                             f"({', '.join(self.exp.data.video_features)})")
         known = {str(q.qid): (split, q) for split, q in self.sentences(vid, splits)}
@@ -424,7 +548,7 @@ class MESMPredictor:
                 stores[split].check_sentences([known[qid][1]])   # the features of this very sentence
                 feats.append(stores[split][qid].feat)
             else: feats.append(store[qid].feat)
-        wins = self.predict(self._video(vid).numpy(), feats, duration, top_k)
+        wins = self.predict(video(vid).numpy(), feats, duration, top_k)
         return [dict(qid=known[q][1].qid if q in known else _native_qid(q),
                      query=known[q][1].sentence if q in known else None, vid=vid, duration=float(duration),
                      pred_relevant_windows=w) for q, w in zip(qids, wins)]

@@ -11,13 +11,15 @@ import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, unquote
 
 from .records import DataError
-from .run_mesm import MESMPredictor, read_split, video_features
+from .run_mesm import MESMPredictor, read_split
+from .run_prem import PREMSearcher
 from .extract_video import encode_sentences, video_files
 
 # %% auto #0
-__all__ = ['PAGE', 'DemoApp', 'DemoHandler', 'serve']
+__all__ = ['PAGE', 'CORPUS_PAGE', 'DemoApp', 'DemoHandler', 'serve', 'CorpusApp']
 
 # %% ../nbs/22_serve.ipynb #9e05f438
 class DemoApp:
@@ -27,7 +29,7 @@ class DemoApp:
         self.pred = predictor or MESMPredictor(run_dir, device=device)
         self.files = {p.stem: p for p in video_files([videos])} if videos else {}
         self.weights = dict(clip_weights=clip_weights, slowfast_weights=slowfast_weights, text_weights=text_weights)
-        self.data, self._feats = {}, None
+        self.data = {}
         for split in self.pred.exp.data.annotations:
             try: ann = read_split(self.pred.exp, split)
             except (DataError, OSError): continue                  # a split whose files are not here
@@ -49,14 +51,25 @@ class DemoApp:
             return self.pred.predict_file(self.files[video], queries, top_k, w['clip_weights'], w['slowfast_weights'],
                                           w['text_weights'])
         if video not in self.data: raise DataError(f"unknown video {video!r}")
-        if self._feats is None: self._feats = video_features(self.pred.exp)
         words = encode_sentences(self.pred, queries, w['text_weights'] or w['clip_weights'])
-        out = self.pred.predict(self._feats(video).numpy(), words, self.data[video], top_k, saliency=True)
+        feats = self.pred.video_features()(video).numpy()
+        out = self.pred.predict(feats, words, self.data[video], top_k, saliency=True)
         return [dict(query=q, **o) for q, o in zip(queries, out)]
 
     def media(self, video: str) -> Path:
         if video not in self.files: raise DataError(f"no video file for {video!r}")
         return self.files[video]
+
+    def page(self) -> str: return PAGE
+
+    def api_get(self, name: str, params: dict):
+        "The answer to `GET /api/{name}` (None: no such request)."
+        if name == 'videos': return self.videos()
+
+    def api_post(self, name: str, req: dict):
+        "The answer to `POST /api/{name}` with the JSON object `req` (None: no such request)."
+        if name == 'predict':
+            return dict(results=self.predict(str(req.get('video', '')), req.get('queries') or [], req.get('top_k', 5)))
 
 # %% ../nbs/22_serve.ipynb #abc011a5
 PAGE = r"""<!doctype html>
@@ -143,7 +156,8 @@ init();
 _RANGE = re.compile(r'bytes=(\d*)-(\d*)$')
 
 class DemoHandler(BaseHTTPRequestHandler):
-    "HTTP for a `DemoApp` (set as the class attribute `app`)."
+    """HTTP for a demo application (`DemoApp`, or `CorpusApp` for a PREM run; the class attribute `app`): its page,
+    its JSON requests under /api/ and its video files under /media/."""
     app: DemoApp = None
     def log_message(self, *args): pass                                  # quiet
 
@@ -156,13 +170,13 @@ class DemoHandler(BaseHTTPRequestHandler):
     def _json(self, obj, code=200): self._send(code, json.dumps(obj).encode(), 'application/json')
 
     def do_GET(self):
-        path = self.path.split('?', 1)[0]
+        path, _, query = self.path.partition('?')
         try:
-            if path == '/': return self._send(200, PAGE.encode(), 'text/html; charset=utf-8')
-            if path == '/api/videos': return self._json(self.app.videos())
-            if path.startswith('/media/'):
-                from urllib.parse import unquote
-                return self._file(self.app.media(unquote(path[len('/media/'):])))
+            if path == '/': return self._send(200, self.app.page().encode(), 'text/html; charset=utf-8')
+            if path.startswith('/api/'):
+                out = self.app.api_get(path[len('/api/'):], parse_qs(query))
+                if out is not None: return self._json(out)
+            elif path.startswith('/media/'): return self._file(self.app.media(unquote(path[len('/media/'):])))
             self._json(dict(error=f"no such page: {path}"), 404)
         except DataError as e: self._json(dict(error=str(e)), 404)
 
@@ -179,19 +193,141 @@ class DemoHandler(BaseHTTPRequestHandler):
         self._send(206, body, ctype, {'Accept-Ranges': 'bytes', 'Content-Range': f'bytes {a}-{b}/{size}'})
 
     def do_POST(self):
-        if self.path != '/api/predict': return self._json(dict(error=f"no such endpoint: {self.path}"), 404)
+        path = self.path.split('?', 1)[0]
         try:
             n = int(self.headers.get('Content-Length', 0))
             req = json.loads(self.rfile.read(n) or b'{}')
             if not isinstance(req, dict): raise DataError("the request must be a JSON object")
-            res = self.app.predict(str(req.get('video', '')), req.get('queries') or [], req.get('top_k', 5))
-            self._json(dict(results=res))
+            out = self.app.api_post(path[len('/api/'):], req) if path.startswith('/api/') else None
+            if out is None: return self._json(dict(error=f"no such endpoint: {path}"), 404)
+            self._json(out)
         except (DataError, ValueError) as e:
             self._json(dict(error=str(e).splitlines()[0] if str(e) else type(e).__name__), 400)
 
-def serve(app: DemoApp, host: str = '127.0.0.1', port: int = 8765) -> ThreadingHTTPServer:
+def serve(app, host: str = '127.0.0.1', port: int = 8765) -> ThreadingHTTPServer:
     "A running demo server (in a daemon thread) for `app`; `.shutdown()` stops it."
     handler = type('Handler', (DemoHandler,), dict(app=app))
     srv = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
+
+# %% ../nbs/22_serve.ipynb #38440128
+class CorpusApp:
+    "What the demo server answers for a PREM run: the queries of one split, and the top moments of one in its corpus."
+    def __init__(self, run_dir, split: str = 'val', videos=None, device: str | None = None,
+                 searcher: PREMSearcher | None = None, index=None, limit: int = 20):
+        self.searcher = searcher or PREMSearcher(run_dir, device=device)
+        if split not in self.searcher.exp.data.annotations:
+            raise DataError(f"split {split!r}: the run's splits are {sorted(self.searcher.exp.data.annotations)}")
+        self.split, self.limit = split, limit
+        self.ann = self.searcher.inputs.annotations(split)
+        self.by_qid = {str(q.qid): q for q in self.ann}
+        self.searcher.index(split=split, path=index)
+        self.files = {p.stem: p for p in video_files([videos])} if videos else {}
+
+    def page(self) -> str: return CORPUS_PAGE
+
+    def queries(self, text: str = '') -> list:
+        "[{qid, query}] of the split whose sentence holds every word of `text` (the first `limit`)."
+        words = str(text).lower().split()
+        hits = (q for q in self.ann if all(w in q.sentence.lower() for w in words))
+        return [dict(qid=str(q.qid), query=q.sentence) for q, _ in zip(hits, range(self.limit))]
+
+    def search(self, qid, top_k: int = 10) -> dict:
+        """dict(qid, query, moments=[{vid, start, end, score, duration, file}], truth={vid, windows} or None) for a
+        query of the split."""
+        q = self.by_qid.get(str(qid))
+        if q is None: raise DataError(f"unknown query {qid!r}: not a query of split {self.split!r}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= 100:
+            raise DataError(f"top_k must be 1 to 100, got {top_k!r}")
+        (rows,) = self.searcher.search([q.qid], top_k)
+        dur = self.searcher.durations
+        moments = [dict(vid=v, start=a, end=e, score=s, duration=dur.get(v), file=v in self.files)
+                   for v, a, e, s in rows]
+        truth = dict(vid=q.vid, windows=q.windows) if q.vid is not None and q.windows else None
+        return dict(qid=str(q.qid), query=q.sentence, moments=moments, truth=truth)
+
+    def media(self, video: str) -> Path:
+        if video not in self.files: raise DataError(f"no video file for {video!r}")
+        return self.files[video]
+
+    def api_get(self, name: str, params: dict):
+        if name == 'queries': return self.queries((params.get('q') or [''])[0])
+
+    def api_post(self, name: str, req: dict):
+        if name == 'search': return self.search(req.get('qid'), req.get('top_k', 10))
+
+# %% ../nbs/22_serve.ipynb #7cb9c314
+CORPUS_PAGE = r"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mesm_prem corpus demo</title>
+<style>
+body{font:15px system-ui,sans-serif;margin:24px;max-width:1100px;color:#222}
+h1{font-size:20px} input,button{font:inherit} input{width:60%}
+#error{color:#b00020;margin:8px 0} .query{cursor:pointer;padding:2px 4px} .query:hover,.moment:hover{background:#e8f0fe}
+.moment{cursor:pointer;padding:3px 4px} .hit{font-weight:600} #picked{margin:14px 0 6px;font-weight:600}
+svg{width:300px;height:10px;background:#fafafa;border:1px solid #ddd;vertical-align:middle;margin-left:8px}
+video{width:480px;max-width:100%;margin-top:10px;background:#000}
+.note{color:#666;font-size:13px}
+</style></head><body>
+<h1>Moments in a corpus</h1>
+<p><input id="q" placeholder="words of a query"> <button id="find">Find queries</button>
+<span id="busy" class="note"></span></p>
+<ol id="suggest"></ol>
+<div id="error"></div>
+<div id="picked"></div><div id="truth" class="note"></div>
+<ol id="moments"></ol>
+<video id="player" controls style="display:none"></video>
+<p class="note">mesm_prem: PREM on this run; the queries of its split, the top moments in its corpus (seconds).
+A moment of a video with a file plays on click. Bold: the ground-truth video.</p>
+<script>
+const $ = id => document.getElementById(id);
+function play(m){ const p = $('player');
+  if (!m.file) return;
+  p.src = '/media/' + encodeURIComponent(m.vid); p.style.display = '';
+  p.addEventListener('loadedmetadata', () => { p.currentTime = m.start; p.play().catch(()=>{}); }, {once: true}); }
+async function find(){
+  $('error').textContent = ''; $('suggest').innerHTML = '';
+  const res = await fetch('/api/queries?q=' + encodeURIComponent($('q').value));
+  const out = await res.json();
+  if (!res.ok){ $('error').textContent = out.error; return; }
+  out.forEach(x => { const li = document.createElement('li'); li.className = 'query'; li.dataset.qid = x.qid;
+    li.textContent = x.query; li.addEventListener('click', () => search(x.qid)); $('suggest').appendChild(li); });
+  $('suggest').dataset.done = 'yes';
+}
+async function search(qid){
+  $('error').textContent = ''; $('moments').innerHTML = ''; $('truth').textContent = '';
+  $('busy').textContent = 'searching\u2026';
+  try {
+    const res = await fetch('/api/search', {method: 'POST', headers: {'Content-Type': 'application/json'},
+      body: JSON.stringify({qid: qid, top_k: 10})});
+    const out = await res.json();
+    if (!res.ok) throw new Error(out.error || res.statusText);
+    $('picked').textContent = out.query;
+    if (out.truth) $('truth').textContent = 'ground truth: ' + out.truth.vid + ' ' +
+      out.truth.windows.map(w => w[0].toFixed(1) + '\u2013' + w[1].toFixed(1) + ' s').join(', ');
+    const ns = 'http://www.w3.org/2000/svg';
+    out.moments.forEach(m => {
+      const li = document.createElement('li'); li.className = 'moment';
+      if (out.truth && m.vid === out.truth.vid) li.classList.add('hit');
+      li.dataset.vid = m.vid; li.dataset.start = m.start; li.dataset.end = m.end;
+      li.textContent = m.vid + ': ' + m.start.toFixed(2) + ' \u2013 ' + m.end.toFixed(2) + ' s (score ' +
+        m.score.toFixed(3) + ')' + (m.file ? ' \u25b6' : '');
+      const d = m.duration || m.end, svg = document.createElementNS(ns, 'svg');
+      const b = document.createElementNS(ns, 'rect');
+      svg.setAttribute('viewBox', '0 0 1000 10'); svg.setAttribute('preserveAspectRatio', 'none');
+      b.setAttribute('x', 1000 * m.start / d); b.setAttribute('width', Math.max(3, 1000 * (m.end - m.start) / d));
+      b.setAttribute('y', 0); b.setAttribute('height', 10); b.setAttribute('fill', '#1a73e8');
+      svg.appendChild(b); li.appendChild(svg);
+      li.addEventListener('click', () => play(m)); $('moments').appendChild(li);
+    });
+    $('moments').dataset.done = 'yes';
+  } catch (e) { $('error').textContent = e.message; }
+  $('busy').textContent = '';
+}
+$('find').addEventListener('click', find);
+$('q').addEventListener('keydown', e => { if (e.key === 'Enter') find(); });
+const params = new URLSearchParams(location.search);
+if (params.get('q') !== null){ $('q').value = params.get('q'); find(); }
+if (params.get('qid')) search(params.get('qid'));
+</script></body></html>
+"""

@@ -38,10 +38,10 @@ from .datasets import pad_sequences
 __all__ = ['ASSETS', 'CLIP_BPE_FILE', 'CLIP_CONTEXT', 'CONTENT_TAGS', 'FUNCTION_WORDS', 'OPENAI_CLIP_SHA256', 'clip_bpe_path',
            'byte_alphabet', 'clip_clean', 'ClipBPE', 'closed_class_tagger', 'nltk_tagger', 'get_tagger', 'pos_weights',
            'ClipTextConfig', 'ClipTextBlock', 'init_clip_blocks', 'half_clip_blocks', 'ClipTextTower',
-           'read_clip_state_dict', 'clip_text_state_dict', 'load_clip_text_tower', 'nltk_words', 'punctuation_words',
-           'GloVeVocab', 'read_glove_txt', 'glove_table', 'read_glove_pkl', 'ClipTextFeatures', 'GloVeTextFeatures',
-           'GloVePklTextFeatures', 'extract_text', 'count_tokens', 'counts_lines', 'glove_pkl_counts_lines',
-           'write_counts', 'counts_id_space', 'check_text_ids']
+           'openai_clip_layout', 'read_clip_state_dict', 'clip_text_state_dict', 'load_clip_text_tower', 'nltk_words',
+           'punctuation_words', 'GloVeVocab', 'read_glove_txt', 'glove_table', 'read_glove_pkl', 'ClipTextFeatures',
+           'GloVeTextFeatures', 'GloVePklTextFeatures', 'extract_text', 'count_tokens', 'counts_lines',
+           'glove_pkl_counts_lines', 'write_counts', 'counts_id_space', 'check_text_ids']
 
 # %% ../nbs/09_text.ipynb #8216f0c3
 ASSETS = Path(__file__).parent / 'assets' if '__file__' in globals() else Path('../mesm_prem/assets')
@@ -275,6 +275,17 @@ _CLIP_BLOCK_NAMES = {'attn.in_proj_weight': 'qkv.weight', 'attn.in_proj_bias': '
                      'ln_1.weight': 'ln_1.weight', 'ln_1.bias': 'ln_1.bias',
                      'ln_2.weight': 'ln_2.weight', 'ln_2.bias': 'ln_2.bias', 'mlp.c_fc.weight': 'fc.weight',
                      'mlp.c_fc.bias': 'fc.bias', 'mlp.c_proj.weight': 'proj.weight', 'mlp.c_proj.bias': 'proj.bias'}
+
+def openai_clip_layout(state_dict: dict, prefix: str = '') -> dict:
+    """A CLIP tower's state dict in our names -> OpenAI CLIP's key layout, under `prefix` ('visual.' for the image
+    tower): the inverse of what the loaders read. For writing checkpoints in the released layout (tests use it)."""
+    inv = {v: k for k, v in _CLIP_BLOCK_NAMES.items()}
+    out = {}
+    for k, v in state_dict.items():
+        if k.startswith('blocks.'):
+            _, i, rest = k.split('.', 2); out[f'{prefix}transformer.resblocks.{i}.{inv[rest]}'] = v
+        else: out[f'{prefix}{k}'] = v
+    return out
 
 def _is_torchscript(p: Path) -> bool:
     if not zipfile.is_zipfile(p): return False

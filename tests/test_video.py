@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mesm_prem.clip_vision import ClipVisionConfig, ClipVisionTower, clip_preprocess, load_clip_vision_tower
-from mesm_prem.text import _CLIP_BLOCK_NAMES
+from mesm_prem.text import openai_clip_layout
 
 
 def _randomize(m):
@@ -21,14 +21,7 @@ def _randomize(m):
     return m
 
 
-def _openai_layout(tower) -> dict:
-    inv = {v: k for k, v in _CLIP_BLOCK_NAMES.items()}
-    sd = {}
-    for k, v in tower.state_dict().items():
-        if k.startswith('blocks.'):
-            _, i, rest = k.split('.', 2); sd[f'visual.transformer.resblocks.{i}.{inv[rest]}'] = v
-        else: sd[f'visual.{k}'] = v
-    return sd
+def _openai_layout(tower) -> dict: return openai_clip_layout(tower.state_dict(), 'visual.')
 
 
 def _to_hf(sd: dict, layers: int) -> dict:
@@ -156,13 +149,9 @@ def _tiny_weights(folder):
     from mesm_prem.slowfast import SlowFast, SlowFastConfig
     from mesm_prem.text import ClipTextConfig, ClipTextTower
     torch.manual_seed(0)
-    inv = {v: k for k, v in _CLIP_BLOCK_NAMES.items()}
     sd = _openai_layout(ClipVisionTower(ClipVisionConfig(image_size=32, patch=8, width=64, heads=1, layers=1,
                                                          embed_dim=16)))
-    for k, v in ClipTextTower(ClipTextConfig(width=64, heads=1, layers=1, embed_dim=16)).state_dict().items():
-        if k.startswith('blocks.'):
-            _, i, rest = k.split('.', 2); sd[f'transformer.resblocks.{i}.{inv[rest]}'] = v
-        else: sd[k] = v
+    sd |= openai_clip_layout(ClipTextTower(ClipTextConfig(width=64, heads=1, layers=1, embed_dim=16)).state_dict())
     torch.save(sd | {'logit_scale': torch.ones([])}, folder/'ViT-B-32.pt')
     torch.save(dict(model_state=SlowFast(SlowFastConfig(width=16)).state_dict()), folder/'SLOWFAST_8x8_R50.pyth')
     return folder/'ViT-B-32.pt', folder/'SLOWFAST_8x8_R50.pyth'
@@ -223,15 +212,32 @@ def test_own_videos_to_moments(tmp_path, capsys):
     assert [r['windows'] for r in res] == [r['pred_relevant_windows'] for r in rows]
 
 
-def test_serve_in_a_browser(tmp_path):
-    """`mesm-prem serve`'s page in headless Chromium: the address types two sentences into the page and submits them;
-    the moments read off the rendered page are the predictor's, and the video file is in the player."""
-    import html, os, re, shutil, subprocess
-    pytest.importorskip('av')
+def _chromium() -> str:
+    "Headless Chromium's executable; skips the test (fails it under MESM_PREM_REQUIRE_BROWSER) where there is none."
+    import os, shutil
     exe = next((shutil.which(b) for b in ('chromium', 'chromium-browser', 'google-chrome') if shutil.which(b)), None)
     if exe is None:
         if os.environ.get('MESM_PREM_REQUIRE_BROWSER'): pytest.fail('no Chromium on this machine')
         pytest.skip('no Chromium here')
+    return exe
+
+
+def _dom(exe: str, url: str, tmp_path) -> tuple:
+    "(DOM, stderr) of the page at `url` once its scripts ran, in headless Chromium."
+    import subprocess
+    flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+             '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1200,900',
+             '--virtual-time-budget=20000', f'--user-data-dir={tmp_path/"profile"}']
+    r = subprocess.run([exe, *flags, '--dump-dom', url], capture_output=True, text=True, timeout=180)
+    return r.stdout, r.stderr
+
+
+def test_serve_in_a_browser(tmp_path):
+    """`mesm-prem serve`'s page in headless Chromium: the address types two sentences into the page and submits them;
+    the moments read off the rendered page are the predictor's, and the video file is in the player."""
+    import html, re
+    pytest.importorskip('av')
+    exe = _chromium()
     from urllib.parse import urlencode
     from mesm_prem.serve import DemoApp, serve
     vids, cw, sw, run = _own_run(tmp_path)
@@ -242,16 +248,71 @@ def test_serve_in_a_browser(tmp_path):
     try:
         url = (f"http://127.0.0.1:{srv.server_address[1]}/?"
                + urlencode([('video', 'v3'), ('q', 'the screen turns red'), ('q', 'it slowly goes green')]))
-        flags = ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-                 '--disable-component-update', '--disable-sync', '--disable-dev-shm-usage', '--window-size=1200,900',
-                 '--virtual-time-budget=20000', f'--user-data-dir={tmp_path/"profile"}']
-        r = subprocess.run([exe, *flags, '--dump-dom', url], capture_output=True, text=True, timeout=180)
-        dom = r.stdout
-        assert 'data-done="yes"' in dom, (r.stderr[-1500:], dom[-3000:])
+        dom, err = _dom(exe, url, tmp_path)
+        assert 'data-done="yes"' in dom, (err[-1500:], dom[-3000:])
         sents = [html.unescape(x) for x in re.findall(r'<div class="sent">(.*?)</div>', dom)]
         assert sents == ['the screen turns red', 'it slowly goes green']
         starts = [float(x) for x in re.findall(r'<li class="moment" data-start="([0-9.]+)"', dom)]
         assert starts == [w[0] for x in want for w in x['windows']]
         assert 'src="/media/v3"' in dom
+    finally:
+        srv.shutdown()
+
+
+def _random_prem_run(tmp_path):
+    "A PREM run folder with random models (the layout `train_prem` writes) over a small synthetic corpus."
+    from mesm_prem.config import save_config
+    from mesm_prem.experiments import synthetic_prem_experiment
+    from mesm_prem.prem import PREMLocalizer, PREMRetriever
+    from mesm_prem.synthetic import SynthConfig, write_synthetic_benchmark
+    write_synthetic_benchmark(tmp_path/'bench', SynthConfig(vmr_videos=dict(train=2, val=1, test=1),
+                                                            vcmr_videos=dict(train=4, val=10, test_public=2)))
+    exp = synthetic_prem_experiment(tmp_path/'bench')
+    run = tmp_path/'prem_run'
+    torch.manual_seed(0)
+    for part, model in (('retriever', PREMRetriever), ('localizer', PREMLocalizer)):
+        (run/part/'checkpoints').mkdir(parents=True)
+        torch.save(model(exp.model).state_dict(), run/part/'checkpoints'/'best.pt')
+    save_config(exp, run/'config.json')
+    return run
+
+
+def test_serve_a_prem_run(tmp_path):
+    """`mesm-prem serve` on a PREM run: the command serves the corpus page; in headless Chromium, `?q=words` lists the
+    split's queries holding the words, and `?qid=ID` shows the query's top moments, the searcher's, read off the page."""
+    import html, re, subprocess, sys, urllib.request, json
+    exe = _chromium()
+    from mesm_prem.serve import CorpusApp, serve
+    run = _random_prem_run(tmp_path)
+    p = subprocess.Popen([sys.executable, '-m', 'mesm_prem.cli', 'serve', str(run), '--port', '0', '--device', 'cpu',
+                          '--index', str(tmp_path/'val.index')], stderr=subprocess.PIPE, text=True)
+    try:
+        line = p.stderr.readline()
+        m = re.search(r'http://127\.0\.0\.1:(\d+)/ \((\d+) queries of val, (\d+) videos', line)
+        assert m, line
+        base = f"http://127.0.0.1:{m.group(1)}"
+        assert 'Moments in a corpus' in urllib.request.urlopen(base + '/').read().decode()
+        served = json.loads(urllib.request.urlopen(base + '/api/queries?q=').read())
+    finally:
+        p.terminate(); p.wait(timeout=30)
+    assert (tmp_path/'val.index').exists()                        # --index: written on the first start
+    app = CorpusApp(run, 'val', device='cpu', index=tmp_path/'val.index')
+    assert served == app.queries('') and int(m.group(2)) == len(app.ann)
+    q0 = app.ann.queries[0]
+    word = q0.sentence.split()[1]
+    want = app.search(q0.qid, 10)
+    srv = serve(app, port=0)
+    try:
+        base = f"http://127.0.0.1:{srv.server_address[1]}/"
+        dom, err = _dom(exe, base + '?q=' + word, tmp_path)
+        assert 'data-done="yes"' in dom, (err[-1500:], dom[-3000:])
+        listed = [html.unescape(x) for x in re.findall(r'<li class="query" data-qid="[^"]*">(.*?)</li>', dom)]
+        assert listed == [x['query'] for x in app.queries(word)] and q0.sentence in listed
+        dom, err = _dom(exe, base + f'?qid={q0.qid}', tmp_path)
+        assert 'data-done="yes"' in dom, (err[-1500:], dom[-3000:])
+        rows = re.findall(r'<li class="moment( hit)?" data-vid="([^"]+)" data-start="([0-9.e-]+)" data-end="([0-9.e-]+)"', dom)
+        assert [(v, float(a), float(b)) for _, v, a, b in rows] == [(x['vid'], x['start'], x['end']) for x in want['moments']]
+        assert [bool(h) for h, *_ in rows] == [x['vid'] == q0.vid for x in want['moments']]
+        assert html.unescape(re.search(r'<div id="picked">(.*?)</div>', dom).group(1)) == q0.sentence
     finally:
         srv.shutdown()
