@@ -75,10 +75,12 @@ def split_annotations(exp: MESMExperiment, split: str) -> Annotations:
     held = set(heldout_videos(exp, ann))
     return Annotations([q for q in ann if (q.vid in held) == (split == HELDOUT)], ann.source, ann.format, ann.counts)
 
-def video_features(exp: MESMExperiment) -> VideoFeatures:
+def video_features(exp: MESMExperiment, whole: bool = False) -> VideoFeatures:
+    "The experiment's video features: pooled or cut to `data.max_video_l` as in training, or every clip (`whole`)."
     d = exp.data
     return VideoFeatures([H5Store(Path(d.root)/f) for f in d.video_features], normalize=d.normalize_video,
-                         tef=d.use_tef, max_len=d.max_video_l, long_video=d.long_video, expected_dim=exp.model.vid_dim)
+                         tef=d.use_tef, max_len=None if whole else d.max_video_l, long_video=d.long_video,
+                         expected_dim=exp.model.vid_dim)
 
 def mesm_dataset(exp: MESMExperiment, split: str, video: VideoFeatures | None = None) -> VMRDataset:
     "The `VMRDataset` of one split of an experiment (`split_annotations`; 'heldout' reads the training text store)."
@@ -431,11 +433,7 @@ class MESMPredictor:
     def video_features(self) -> VideoFeatures:
         """The run's video features as the predictor reads them: every clip, uncut (`predict` pools or slides a long
         video)."""
-        if self._video is None:
-            d = self.exp.data
-            self._video = VideoFeatures([H5Store(Path(d.root)/f) for f in d.video_features],
-                                        normalize=d.normalize_video,
-                                        tef=d.use_tef, max_len=None, expected_dim=self.exp.model.vid_dim)
+        if self._video is None: self._video = video_features(self.exp, whole=True)
         return self._video
 
     def _outputs(self, videos: torch.Tensor, words, wm, chunk: int = 8) -> tuple:
