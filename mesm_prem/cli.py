@@ -27,8 +27,9 @@ from .run_mesm import convert_official_checkpoint
 # %% auto #0
 __all__ = ['EXPECTED_ERRORS', 'positive_int', 'positive_seconds', 'device_arg', 'run_kind', 'check_run_folder', 'Parser',
            'load_annotations_for', 'cmd_data_stats', 'cmd_synth', 'cmd_demo', 'cmd_convert', 'cmd_evaluate',
-           'cmd_ground_truth', 'cmd_convert_official', 'cmd_train', 'config_keys', 'cmd_predict', 'cmd_search',
-           'cmd_build_vocab', 'cmd_extract_text', 'cmd_extract_video', 'cmd_serve', 'build_parser', 'main']
+           'cmd_ground_truth', 'cmd_convert_official', 'cmd_train', 'config_keys', 'cmd_reproduce', 'cmd_predict',
+           'cmd_search', 'cmd_build_vocab', 'cmd_extract_text', 'cmd_extract_video', 'cmd_serve', 'build_parser',
+           'main']
 
 # %% ../nbs/25_cli.ipynb #8741ed84
 def positive_int(s: str) -> int:
@@ -345,6 +346,47 @@ def _add_train_command(sub):
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
     tr.set_defaults(func=cmd_train)
 
+# %% ../nbs/25_cli.ipynb #f2a7d55f
+def cmd_reproduce(a) -> int:
+    from mesm_prem.reproduce import TABLES, reproduce, row_command, _table
+    if a.table is None:
+        if not a.list: raise DataError("give a TABLE (" + ', '.join(TABLES) + ") or --list")
+        for t in TABLES.values():
+            print(f"{t.key:7} {t.paper} Table {t.number}: {t.title} (our rows: {len(t.runnable())} of {len(t.rows)})")
+        return 0
+    t = _table(a.table)
+    if a.list:
+        for r, row in enumerate(t.rows, 1):
+            how = (row_command(t, r) if row.ours and not row.needs else f"needs {row.needs}: {row.note}" if row.ours
+                   else "the paper's numbers only")
+            print(f"{r:3}  {row.label}\n     {how}")
+        return 0
+    if a.synthetic is not None and a.data_dir is not None: raise DataError("give one of --synthetic, --data-dir")
+    if a.quick and a.synthetic is None: raise DataError("--quick: only with --synthetic")
+    out = Path(a.out or f'reproduce/{t.key}')
+    reproduce(t.key, out, synthetic=a.synthetic, data_dir=a.data_dir, rows=a.rows, overrides=a.set or [],
+              epochs=a.epochs, quick=a.quick, device=a.device, progress=not a.quiet,
+              log=lambda s: print(s, file=sys.stderr))
+    print((out/'comparison.md').read_text().rstrip())
+    return 0
+
+def _add_reproduce_command(sub):
+    rp = sub.add_parser('reproduce', help="run a table of the papers (MESM 1-7, PREM 1-6) and compare with it",
+                        description="Train our rows of a table of the MESM or PREM paper and write the comparison "
+                                    "(paper, ours, difference) to OUT/comparison.md and .json.")
+    rp.add_argument('table', nargs='?', help='mesm-1 .. mesm-7, prem-1 .. prem-6 (none with --list: every table)')
+    rp.add_argument('--list', action='store_true', help='list the tables, or the rows of TABLE with their commands')
+    rp.add_argument('--out', help='folder for the rows\' runs and the comparison (default: reproduce/TABLE)')
+    rp.add_argument('--data-dir', help="the folder holding the presets' data roots (default: here)")
+    rp.add_argument('--synthetic', help='run on the synthetic benchmark in this folder (written when missing)')
+    rp.add_argument('--quick', action='store_true', help='with --synthetic: a small benchmark and one epoch')
+    rp.add_argument('--rows', nargs='+', type=positive_int, help='these rows only (1-based, as printed)')
+    rp.add_argument('--epochs', type=positive_int, help='with --synthetic: epochs (PREM: per stage)')
+    rp.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides for every row, e.g. train.seed=1')
+    rp.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
+    rp.add_argument('--quiet', action='store_true', help='no progress bars')
+    rp.set_defaults(func=cmd_reproduce)
+
 # %% ../nbs/25_cli.ipynb #acfa3733
 def cmd_predict(a) -> int:
     from mesm_prem.run_mesm import MESMPredictor
@@ -620,8 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     for add in (_add_demo_commands, _add_data_stats_command, _add_convert_command, _add_evaluate_command,
-                _add_ground_truth_command, _add_convert_official_command, _add_train_command, _add_predict_command,
-                _add_search_command, _add_text_commands, _add_video_commands, _add_serve_command): add(sub)
+                _add_ground_truth_command, _add_convert_official_command, _add_train_command, _add_reproduce_command,
+                _add_predict_command, _add_search_command, _add_text_commands, _add_video_commands,
+                _add_serve_command): add(sub)
     return p
 
 # %% ../nbs/25_cli.ipynb #4985d08a

@@ -175,3 +175,41 @@ def test_train_prem_and_search(synth, tmp_path):
     assert 'SVMR' not in sub and len(sub['VCMR']) == man['vcmr']['splits']['test_public']['queries']
     r = cli('train', 'prem', '--preset', 'charades', '--run-dir', tmp_path / 'x')
     assert r.returncode == 2 and "unknown prem preset 'charades'" in r.stderr
+
+
+# the switches of MESM Table 5 as the paper ticks them: (FW-MESM, SS-MESM, L_enc)
+TABLE5 = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 0, 1), (0, 1, 1), (1, 1, 1)]
+
+
+def test_reproduce_an_ablation_table_on_the_synthetic_benchmark(tmp_path):
+    "`reproduce mesm-5`: all seven rows of MESM's Table 5 trained on the quick synthetic benchmark, then compared."
+    out = tmp_path / 'mesm-5'
+    r = cli('reproduce', 'mesm-5', '--synthetic', tmp_path / 'bench', '--quick', '--out', out, '--quiet',
+            '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    cmp = json.loads((out / 'comparison.json').read_text())
+    assert (cmp['table'], cmp['data'], cmp['epochs'], len(cmp['rows'])) == ('mesm-5', 'synthetic', 1, 7)
+    for (fw, ss, enc), row in zip(TABLE5, cmp['rows']):
+        cfg = json.loads((out / f"row{row['row']}" / 'config.json').read_text())
+        assert (cfg['model']['fw'], cfg['model']['ss'], cfg['loss']['use_ss'], cfg['loss']['use_enc']) == \
+            (bool(fw), bool(ss), bool(ss), bool(enc)), row['label']
+        assert all(0 <= x <= 100 for x in row['ours']), row
+        assert row['diff'] == [round(o - p, 2) for o, p in zip(row['ours'], row['paper'])]
+        full = cmp['rows'][6]['ours']
+        assert row['ours_change'] == [round(o - f, 2) for o, f in zip(row['ours'], full)]
+    text = (out / 'comparison.md').read_text()
+    assert text.startswith('# MESM Table 5') and '| 7 | FW-MESM + SS-MESM + L_enc (full) | 61.24 / ' in text
+    assert text.rstrip() == r.stdout.rstrip()
+    assert 'mesm-5 row 7/7' in r.stderr
+
+
+def test_reproduce_lists_and_refuses(tmp_path):
+    r = cli('reproduce', '--list')
+    assert r.returncode == 0 and len(r.stdout.splitlines()) == 13 and 'prem-6  PREM Table 6' in r.stdout
+    r = cli('reproduce', 'mesm-7', '--list')
+    assert r.returncode == 0 and '--set data.root=DATA/data/charades model.ss_layers=6 --run-dir' in r.stdout
+    for args, msg in ((['mesm-8'], "unknown table 'mesm-8'"), (['mesm-1', '--rows', '3'], 'is not ours'),
+                      (['mesm-5', '--quick'], '--quick: only with --synthetic'), ([], 'give a TABLE'),
+                      (['mesm-5', '--synthetic', tmp_path, '--set', 'model.fw=maybe'], 'model.fw')):
+        r = cli('reproduce', *args)
+        assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr)

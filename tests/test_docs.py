@@ -77,7 +77,8 @@ def test_site_has_every_page(site):
     for n in nbs: assert (site / f'{n}.html').exists(), n
     mods = sorted(p.stem for p in (ROOT / 'mesm_prem').glob('*.py') if not p.name.startswith('_'))
     for m in mods: assert (site / 'api' / f'{m}.html').exists(), m
-    for g in ('data_formats', 'metrics', 'real_datasets', 'mesm_datasets', 'official_mesm', 'prem_reconstruction'):
+    for g in ('data_formats', 'metrics', 'real_datasets', 'mesm_datasets', 'official_mesm', 'prem_reconstruction',
+              'reproduce'):
         assert (site / f'{g}.html').exists(), g
 
 

@@ -20,6 +20,15 @@ def test_readme_is_generated_from_index():
     assert (ROOT / 'README.md').read_text(encoding='utf-8') == make_readme.render(), 'run python tools/make_readme.py'
 
 
+def test_reproduce_page_is_generated():
+    "docs/reproduce.md is `reproduce_page` of the tables and of the comparisons kept in bench/results/reproduce/."
+    spec = importlib.util.spec_from_file_location('make_reproduce', ROOT / 'tools' / 'make_reproduce.py')
+    tool = importlib.util.module_from_spec(spec); spec.loader.exec_module(tool)
+    assert (ROOT / 'docs' / 'reproduce.md').read_text() == tool.render(), 'run python tools/make_reproduce.py'
+    for key, res in tool.results().items():       # a kept comparison names its data and machine
+        assert res['data'] in ('synthetic', 'features') and res['machine']['torch'] and res['date'], key
+
+
 def test_quick_start_is_two_commands_and_ci_runs_the_test_one():
     cmds = make_readme.quickstart((ROOT / 'README.md').read_text(encoding='utf-8'))
     assert len(cmds) == 2 and all('\n' not in c for c in cmds)

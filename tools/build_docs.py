@@ -76,6 +76,7 @@ PAGES = [('Data formats', 'data_formats.md'), ('Metric conventions', 'metrics.md
          ('Your own videos', 'own_videos.md'),
          ('The official MESM code, and where we depart from it', 'official_mesm.md'),
          ('PREM: stated by the paper [P], reconstructed [R]', 'prem_reconstruction.md'),
+         ("Reproducing the papers' tables", 'reproduce.md'),
          ('Performance', 'performance.md'), ('Reliability: bad inputs, faults, processors', 'reliability.md')]
 
 
