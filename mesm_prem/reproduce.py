@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .records import DataError
-from .config import apply_overrides, check_resume
+from .config import apply_overrides, check_resume, config_changes, config_to_dict, load_config
 from .synthetic import SynthConfig, write_synthetic_benchmark
 from .experiments import preset, synthetic_experiment, synthetic_prem_experiment
 from .run_mesm import train_mesm
@@ -346,9 +346,10 @@ def _write(path: Path, text: str):
 def run_row(t: PaperTable, r: int, exp, out, device=None, progress: bool = False) -> dict:
     "Train and evaluate row `r` into `out/row{r}` (resumed; a finished run is read back) -> {split: metrics}."
     run = Path(out)/f'row{r}'
-    if (run/'results.json').is_file():             # finished: the same settings are read back, others refused
-        check_resume(run, exp)
-        return json.loads((run/'results.json').read_text())['results']
+    if (run/'results.json').is_file():   # finished: read back with the same settings; a longer schedule resumes it
+        check_resume(run, exp)           # other settings are refused, naming the key
+        if not config_changes(config_to_dict(load_config(type(exp), run/'config.json')), config_to_dict(exp)):
+            return json.loads((run/'results.json').read_text())['results']
     if t.model == 'mesm': return train_mesm(exp, run, device=device, progress=progress)
     ro = t.rows[r - 1].retriever_of
     return train_prem(exp, run, device=device, progress=progress,
