@@ -14,11 +14,13 @@ from scipy.optimize import linear_sum_assignment
 
 from .spans import generalized_temporal_iou, invalid_spans, span_cxw_to_xx, span_xx_to_cxw
 from .attention import at_least_fp32
+from .config import ConfigSection, check_choice
 
 # %% auto #0
-__all__ = ['HungarianMatcher', 'loss_spans', 'loss_labels', 'loss_saliency', 'loss_masked_words', 'ss_positive_mask',
-           'loss_segment_sentence', 'MESMCriterion', 'targets_from_batch', 'loss_relevant_content', 'loss_shared_norm',
-           'clip_span_iou', 'positive_segments', 'loss_adversarial']
+__all__ = ['HungarianMatcher', 'loss_spans', 'loss_labels', 'loss_saliency', 'loss_enc_bce', 'loss_masked_words',
+           'ss_positive_mask', 'loss_segment_sentence', 'loss_segment_sentence_paper', 'MESMCriterion',
+           'targets_from_batch', 'loss_relevant_content', 'loss_shared_norm', 'clip_span_iou', 'positive_segments',
+           'loss_adversarial']
 
 # %% ../nbs/07_losses.ipynb #98489262
 @dataclass
@@ -122,6 +124,16 @@ def loss_saliency(scores, neg_scores, video_mask, labels, rank_coef: float = 12.
     out['loss_saliency'] = total
     return out
 
+# %% ../nbs/07_losses.ipynb #2ea05080
+def loss_enc_bce(logits: torch.Tensor, clip_mask: torch.Tensor, video_mask: torch.Tensor) -> dict:
+    """MESM's L_enc (Eq 6, the paper's form): clip logits (B, L), s = sigmoid(logits), labels y = `clip_mask` (B, L):
+    -(1/L_v) sum_j [y_j log s_j + (1 - y_j) log(1 - s_j)] over each row's L_v real clips (`video_mask`), mean over
+    rows; in float32 (float64 stays)."""
+    lg = at_least_fp32(logits)
+    m = video_mask.to(lg.dtype)
+    bce = F.binary_cross_entropy_with_logits(lg, clip_mask.to(lg.dtype), reduction='none')
+    return dict(loss_enc_bce=((bce * m).sum(1) / m.sum(1)).mean())
+
 # %% ../nbs/07_losses.ipynb #1be2f7e6
 def loss_masked_words(logits, labels, mask, eps: float = 0.1) -> dict:
     """L_fw (Eq 2, official form): label-smoothed CE per sentence, (B, W, C) logits, (B, W) labels and mask -> loss,
@@ -158,10 +170,24 @@ def loss_segment_sentence(projed_video, clip_mask, words_feat, words_mask, pos_m
     mean_pos = (pos_mask * log_prob).sum(1) / (pos_mask.sum(1) + 1e-6)
     return dict(loss_rec_ss=(-mean_pos).mean())
 
+def loss_segment_sentence_paper(projed_video, clip_mask, words_feat, words_mask, pos_mask, tau: float = 0.5) -> dict:
+    """L_ss (Eq 5, the paper's form): segments S_j (B, d), the mean of the moment's projected clips (B, L, d) (Eq 4);
+    logits l_ij = sum_k F_q^enh_{i,k} . S_j / tau over the valid expanded words (B, W, d) of sentence i;
+    L_i = -log(sum_{j in P_i} e^{l_ij} / sum_j e^{l_ij}) with P = `pos_mask` (B, B), mean over rows."""
+    pv, wf = at_least_fp32(projed_video), at_least_fp32(words_feat)
+    cm = clip_mask.unsqueeze(-1).to(pv.dtype)
+    seg = (pv * cm).sum(1) / cm.sum(1)                                    # S_j (Eq 4)
+    sen = (wf * words_mask.unsqueeze(-1).to(wf.dtype)).sum(1)             # sum_k F_q^enh_{i,k}
+    logits = sen @ seg.T / tau
+    l = torch.logsumexp(logits.masked_fill(~pos_mask, float('-inf')), 1) - torch.logsumexp(logits, 1)
+    return dict(loss_rec_ss=(-l).mean())
+
 # %% ../nbs/07_losses.ipynb #6681f17d
 @dataclass
-class MESMCriterion:
-    "MESM's training objective with the official weights (defaults: Charades C+SF)."
+class MESMCriterion(ConfigSection):
+    """MESM's training objective with the official weights (defaults: Charades C+SF); an experiment's `loss` section.
+    `ss_form`: L_ss in the official form or Eq 5 ('paper'); L_enc is Eq 6 when the outputs have `enc_logits`."""
+    section = 'loss'
     weights: dict = field(default_factory=lambda: dict(loss_span=10., loss_giou=1., loss_label=4., loss_saliency=4.,
                                                        loss_rec_fw=0.1, loss_rec_ss=0.1))
     matcher: HungarianMatcher = field(default_factory=HungarianMatcher)
@@ -175,6 +201,9 @@ class MESMCriterion:
     use_enc: bool = True
     use_fw: bool = True
     use_ss: bool = True
+    ss_form: str = 'official'    # 'paper': L_ss by Eq 5 as written
+
+    def check(self): check_choice('ss_form', self.ss_form, ('official', 'paper'))
 
     def weight_of(self, k: str) -> float:
         base = k.rsplit('_', 1)[0] if k.rsplit('_', 1)[-1].isdigit() else k
@@ -193,7 +222,10 @@ class MESMCriterion:
         mapping by the official output names) and the targets `tg`."""
         losses, idx = self._set_losses(out, tg)
         losses['indices'] = idx
-        if self.use_enc:
+        if self.use_enc and 'enc_logits' in out:    # Eq 6 (`model.enc_form='paper'`), weighted as the official term
+            bce = loss_enc_bce(out['enc_logits'], tg['clip_mask'], tg['video_mask'])['loss_enc_bce']
+            losses.update(loss_saliency=bce, loss_enc_bce=bce)
+        elif self.use_enc:
             binary = tg.get('saliency_label') is None
             labels = tg['clip_mask'].float() if binary else tg['saliency_label']
             sal = loss_saliency(out['saliency_scores'], out['neg_saliency_scores'], tg['video_mask'], labels,
@@ -206,8 +238,9 @@ class MESMCriterion:
         if self.use_ss:
             mom = torch.stack([torch.stack([w[:, 0].min(), w[:, 1].max()]) for w in tg['norm_windows']])
             pos = ss_positive_mask(mom, tg['group_sizes'], self.iou_gamma, check=False)
-            losses.update(loss_segment_sentence(out['projed_video_feat'], tg['clip_mask'], out['expanded_words_feat'],
-                                                out['expanded_words_mask'], pos, self.recss_tau))
+            ss = loss_segment_sentence if self.ss_form == 'official' else loss_segment_sentence_paper
+            losses.update(ss(out['projed_video_feat'], tg['clip_mask'], out['expanded_words_feat'],
+                             out['expanded_words_mask'], pos, self.recss_tau))
         for i, aux in enumerate(out.get('aux_outputs', [])):
             d, _ = self._set_losses(aux, tg)
             losses.update({f"{k}_{i}": v for k, v in d.items()})

@@ -20,9 +20,9 @@ from .attention import (DABDecoder, EncoderLayer, LinearLayer, MLP, T2VEncoder, 
                                  run_layer, sine_positions)
 
 # %% auto #0
-__all__ = ['EVAL_NEGATIVE_SEED', 'MESMConfig', 'postprocess_text', 'host_ints', 'group_sets', 'sample_negative_rows',
-           'sample_masked_words', 'MESMOutput', 'MESM', 'convert_official_state_dict',
-           'config_from_official_state_dict']
+__all__ = ['EVAL_NEGATIVE_SEED', 'MESMConfig', 'postprocess_text', 'host_ints', 'group_sets', 'group_videos',
+           'sample_negative_rows', 'masking_weights', 'sample_masked_words', 'MESMOutput', 'MESM',
+           'convert_official_state_dict', 'config_from_official_state_dict']
 
 # %% ../nbs/10_mesm.ipynb #c44e4fcd
 @dataclass
@@ -54,10 +54,19 @@ class MESMConfig(ConfigSection):
     global_token_padding: bool = True
     dedup_video: bool = True
     grad_checkpoint: bool = False
+    ss_video: str = 'row'                # SS-MESM's keys: the row's clips, or all its group's ('group': official QVH)
+    # the paper's forms where the official code departs from them; the official forms are the defaults
+    enc_form: str = 'official'           # 'paper': Eq 6's clip logits MLP(F_enc) and their cross-entropy
+    mlm_context: str = 'moment'          # 'video': the masked words attend to the whole video
+    mask_words: str = 'pos'              # 'uniform': masked words drawn uniformly, not by part of speech
+    sentence_from: str = 'raw'           # 'mapped': SS-MESM's sentences are means of the mapped words F_q
 
     def check(self):
         "Sizes the layers could not be built with are refused here, naming the key, not deep inside a layer."
-        check_choice('ss_context', self.ss_context, ('official', 'sentences'))
+        for k, choices in (('ss_context', ('official', 'sentences')), ('ss_video', ('row', 'group')),
+                           ('enc_form', ('official', 'paper')), ('mlm_context', ('moment', 'video')),
+                           ('mask_words', ('pos', 'uniform')), ('sentence_from', ('raw', 'mapped'))):
+            check_choice(k, getattr(self, k), choices)
         for k in ('vid_dim', 'txt_dim', 'hidden', 'n_heads', 'd_ff', 'n_queries', 'dec_layers', 'n_input_proj',
                   'n_classes'): check_range(k, getattr(self, k), 1, integer=True)
         for k in ('fw_layers', 'aligner_layers', 'enc_layers', 'ss_layers'):
@@ -94,6 +103,16 @@ def group_sets(sentences: torch.Tensor, group_sizes) -> tuple:
     slot[torch.arange(len(own)), torch.tensor(own)] = True
     return padded, mask, slot.to(mask.device, non_blocking=True)
 
+def group_videos(video: torch.Tensor, video_mask: torch.Tensor, group_sizes) -> tuple:
+    """(B, Lv, D) clips and their mask (B, Lv) -> for every row the real clips of all the rows of its group, in row
+    order (B, Lg, D) (Lg: the longest group's count), and their mask (B, Lg): the official QVHighlights keys of SS-MESM
+    (`ss_video='group'`). The clip counts are read on the host."""
+    sizes, lens = host_ints(group_sizes), host_ints(video_mask.sum(1))
+    flat, out, start, row = video[video_mask], [], 0, 0
+    for k in sizes:
+        n = sum(lens[row:row + k]); out += [flat[start:start + n]] * k; start += n; row += k
+    return pad_sequences(out)
+
 EVAL_NEGATIVE_SEED = 0   # the negative rows of an eval-mode forward come from a generator seeded with this
 
 def sample_negative_rows(group_sizes, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -110,6 +129,13 @@ def sample_negative_rows(group_sizes, generator: torch.Generator | None = None) 
     return torch.cat(out)
 
 # %% ../nbs/10_mesm.ipynb #7cd34e06
+def masking_weights(weights: torch.Tensor, form: str = 'pos') -> torch.Tensor:
+    """(B, W) part-of-speech weights -> the weights the masked words are drawn with (`model.mask_words`): 'pos' (the
+    official code) as they are; 'uniform' (the paper's "randomly") 1 on every token of weight > 0, so the start and
+    end tokens (weight 0) are still never masked."""
+    check_choice('model.mask_words', form, ('pos', 'uniform'))
+    return weights if form == 'pos' else (weights > 0).to(weights.dtype)
+
 def sample_masked_words(words_mask: torch.Tensor, weights: torch.Tensor, rng) -> torch.Tensor:
     """(B, W) mask of the tokens to hide, on `words_mask`'s device; `rng` a numpy RandomState or Generator. The draws
     are made on the host: give the batch's host tensors (those on a GPU are copied to the host once)."""
@@ -130,7 +156,8 @@ class MESMOutput(Mapping):
     """What `MESM.forward` returns (shapes: its docstring). Fields in three groups, 'predictions', 'loss_inputs'
     (what `MESMCriterion` reads) and 'intermediates' (only with `forward(..., intermediates=True)`). Read a field as
     an attribute or by its official name as a mapping (`out['pred_spans']`); a field not computed is None and
-    absent from the mapping, so `'recfw_words_logit' in out` tells whether the masked-word branch ran."""
+    absent from the mapping, so `'recfw_words_logit' in out` tells whether the masked-word branch ran, and
+    `'enc_logits' in out` whether the clip scores are Eq 6's (`enc_form='paper'`)."""
     # predictions
     pred_logits: torch.Tensor | None = _group('predictions')
     pred_spans: torch.Tensor | None = _group('predictions')
@@ -144,6 +171,7 @@ class MESMOutput(Mapping):
     expanded_words_mask: torch.Tensor | None = _group('loss_inputs')
     recfw_words_logit: torch.Tensor | None = _group('loss_inputs')
     words_mask: torch.Tensor | None = _group('loss_inputs')
+    enc_logits: torch.Tensor | None = _group('loss_inputs')
     # intermediates
     sentence_feat: torch.Tensor | None = _group('intermediates')
     vid_position: torch.Tensor | None = _group('intermediates')
@@ -217,6 +245,7 @@ class MESM(nn.Module):
             self.masked_token = nn.Parameter(torch.zeros(c.txt_dim))
             self.unknown_token = nn.Parameter(torch.zeros(c.txt_dim))
             self.mlm_head = nn.Sequential(LinearLayer(d, d, dropout=c.input_dropout), nn.Linear(d, c.n_classes))
+        if c.enc_form == 'paper': self.enc_head = MLP(d, d, 1, 2)   # Eq 6's clip scorer, last: other inits unchanged
 
 # %% ../nbs/10_mesm.ipynb #7e0a4517
 @patch
@@ -246,13 +275,17 @@ def enhance(self: MESM, video, video_mask, vid_pos, words, words_mask):
 # %% ../nbs/10_mesm.ipynb #ab983092
 @patch
 def reconstruct_sentence(self: MESM, video_raw, video_mask, sentence, group_sizes, projected=None):
-    """SS-MESM (Eq 3): the row's own slot among its video's sentences (B, Dt), masked and rebuilt from the clips ->
-    F_s^gen (B, d), L2-normalised. `projected`: the clips already projected (B, Lv, d) (`dedup_video`); otherwise
-    `video_raw` (B, Lv, Dv) is projected a second time (fresh dropout), as the official code."""
+    """SS-MESM (Eq 3): the row's own slot among its video's sentences, masked and rebuilt from the clips -> F_s^gen
+    (B, d), L2-normalised. `sentence`: raw sentence vectors (B, Dt), projected here (`sentence_from='raw'`), or the
+    means of the mapped words (B, d) ('mapped'). `projected`: the clips already projected (B, Lv, d) (`dedup_video`);
+    otherwise `video_raw` (B, Lv, Dv) is projected a second time (fresh dropout), as the official code. The keys are
+    the row's clips, or with `ss_video='group'` those of all the rows of its group (`group_videos`)."""
     c = self.cfg
     sets, set_mask, slot = group_sets(sentence, group_sizes)
-    vid = self.input_vid_proj(video_raw) if projected is None else projected
-    slots = self.input_txt_proj(sets)
+    vid = video_raw if projected is None else projected
+    if c.ss_video == 'group': vid, video_mask = group_videos(vid, video_mask, group_sizes)   # then projected (official)
+    if projected is None: vid = self.input_vid_proj(vid)
+    slots = self.input_txt_proj(sets) if c.sentence_from == 'raw' else sets
     slots = torch.where(slot[..., None], self.masked_sent_token.expand_as(slots), slots)
     if c.ss_context == 'sentences':
         keys, key_mask = torch.cat([vid, slots], 1), torch.cat([video_mask, set_mask], 1)
@@ -280,9 +313,12 @@ def encode(self: MESM, aligned, video_mask, vid_pos):
 
 @patch
 def saliency(self: MESM, memory, memory_global):
-    "Clip scores s (B, Lv) from (B, Lv, d), (B, d), in float32 (the saliency loss divides them by a temperature)."
+    """Clip scores (B, Lv) from the memory (B, Lv, d) and the global vector (B, d), in float32 (the saliency loss
+    divides them by a temperature): each clip against the global vector (official), or with `enc_form='paper'` Eq 6's
+    logits MLP(F_enc) (s = their sigmoid; the global vector unused)."""
     with torch.autocast(memory.device.type, enabled=False):
         m, g = at_least_fp32(memory), at_least_fp32(memory_global)
+        if self.cfg.enc_form == 'paper': return self.enc_head(m)[..., 0]
         return (self.saliency_proj1(m) * self.saliency_proj2(g)[:, None]).sum(-1) / math.sqrt(self.cfg.hidden)
 
 # %% ../nbs/10_mesm.ipynb #168098a0
@@ -309,16 +345,21 @@ def negative_pass(self: MESM, projed_video, video_mask, vid_pos, words, words_ma
 
 # %% ../nbs/10_mesm.ipynb #ce7080e0
 @patch
-def mlm_logits(self: MESM, projed_video, vid_pos, projed_words, words_mask, unknown_mask, clip_mask, masked_words):
+def mlm_logits(self: MESM, projed_video, vid_pos, projed_words, words_mask, unknown_mask, clip_mask, masked_words,
+               video_mask=None):
     """Eq 2's reconstruction: the words F_q (B, Lw, d), `masked_words` (B, Lw) replaced by the mask token, attend to
-    the moment's clips (`clip_mask` (B, Lv)) -> (logits (B, Lw, C), layer output (B, Lw, d))."""
+    the moment's clips (`clip_mask` (B, Lv)), or with `mlm_context='video'` to all the clips of the video (`video_mask`
+    (B, Lv)) -> (logits (B, Lw, C), layer output (B, Lw, d))."""
     tok = lambda t: self.input_txt_proj(t[None, None])[0, 0]
     w = torch.where(unknown_mask[..., None], tok(self.unknown_token), projed_words)
     w = torch.where(masked_words[..., None], tok(self.masked_token), w)
-    # the moment's clips first, in order
-    order = torch.sort((~clip_mask).to(torch.uint8), dim=1, stable=True)[1][:, :int(clip_mask.sum(1).max())]
-    take = lambda t: t.gather(1, order[..., None].expand(-1, -1, t.shape[-1]))
-    clips, cpos, cmask = take(projed_video), take(vid_pos), clip_mask.gather(1, order)
+    if self.cfg.mlm_context == 'video':
+        if video_mask is None: raise ValueError("mlm_context='video' needs video_mask")
+        clips, cpos, cmask = projed_video, vid_pos, video_mask
+    else:   # the moment's clips first, in order
+        order = torch.sort((~clip_mask).to(torch.uint8), dim=1, stable=True)[1][:, :int(clip_mask.sum(1).max())]
+        take = lambda t: t.gather(1, order[..., None].expand(-1, -1, t.shape[-1]))
+        clips, cpos, cmask = take(projed_video), take(vid_pos), clip_mask.gather(1, order)
     out = self.fw_mesm(w, clips, cmask, None, cpos, mlm=True, x_mask=words_mask)
     return self.mlm_head(out), out
 
@@ -339,16 +380,20 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
     Predictions:
       pred_logits             (B, Q, 2)         class logits of the last decoder layer, class 0 = foreground
       pred_spans              (B, Q, 2)         spans of the last decoder layer, normalised (center, width)
-      saliency_scores         (B, Lv)           clip scores s against the sentence (padded clips included)
+      saliency_scores         (B, Lv)           clip scores s against the sentence (padded clips included); with
+                                                enc_form='paper' Eq 6's logits MLP(F_enc)
     Loss inputs (read by `MESMCriterion`):
       aux_outputs             list, N_dec - 1   per earlier decoder layer a dict: pred_logits, pred_spans (B, Q, 2)
       neg_index               (B,)              the row whose sentence each row's negative pass used
-      neg_saliency_scores     (B, Lv)           clip scores s- against that sentence
+      neg_saliency_scores     (B, Lv)           clip scores s- against that sentence (the same scorer)
       projed_video_feat       (B, Lv, d)        F_v, the projected clips (L_ss's segment features)
       expanded_words_feat     (B, 1+Lw, d)      F_q^enh = [F_s^gen; F_q]; without SS-MESM F_q (B, Lw, d)
       expanded_words_mask     (B, 1+Lw)         its mask; without SS-MESM (B, Lw)
-      recfw_words_logit       (B, Lw, C)        masked-word logits (only with masked_words)
+      recfw_words_logit       (B, Lw, C)        masked-word logits (only with masked_words); the masked words attend to
+                                                the moment's clips, or with mlm_context='video' the whole video
       words_mask              (B, Lw)           the tokens L_fw averages over (only with masked_words)
+      enc_logits              (B, Lv)           Eq 6's clip logits MLP(F_enc), the tensor saliency_scores is (only with
+                                                enc_form='paper'; the criterion then uses Eq 6's cross-entropy)
     Intermediates (only with intermediates=True; else None and absent from the mapping):
       sentence_feat           (B, Dt)           the sentence vector (mean of the raw tokens, normalised)
       vid_position            (B, Lv, d)        P_v, the clips' sine positions
@@ -373,7 +418,9 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
     vid_pos = sine_positions(video_mask, c.hidden, dtype=pv.dtype if pv.dtype == torch.float64 else torch.float32)
     enhanced = self.enhance(pv, video_mask, vid_pos, pw, words_mask)
     if c.ss:
-        recon = self.reconstruct_sentence(video_feat, video_mask, sentence, group_sizes, pv if c.dedup_video else None)
+        # the sentence slots: the raw sentence vectors (official), or the means of the mapped words F_q (paper)
+        sent = sentence if c.sentence_from == 'raw' else (pw * words_mask[..., None]).sum(1) / words_mask.sum(1, True)
+        recon = self.reconstruct_sentence(video_feat, video_mask, sent, group_sizes, pv if c.dedup_video else None)
         xw = torch.cat([recon[:, None], pw], 1)
         xm = torch.cat([torch.ones_like(words_mask[:, :1]), words_mask], 1)
     else: recon, xw, xm = None, pw, words_mask
@@ -381,7 +428,9 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
     memory, mem_global = self.encode(aligned, video_mask, vid_pos)
     hs, refs = self.decoder(memory, video_mask, vid_pos, self.query_anchors.weight)
     logits, spans = self.heads(hs, refs)
-    out = MESMOutput(pred_logits=logits[-1], pred_spans=spans[-1], saliency_scores=self.saliency(memory, mem_global),
+    sal = self.saliency(memory, mem_global)
+    out = MESMOutput(pred_logits=logits[-1], pred_spans=spans[-1], saliency_scores=sal,
+                     enc_logits=sal if c.enc_form == 'paper' else None,
                      aux_outputs=[dict(pred_logits=a, pred_spans=b) for a, b in zip(logits[:-1], spans[:-1])],
                      projed_video_feat=pv, expanded_words_feat=xw, expanded_words_mask=xm)
     if neg_index is None:      # eval: a generator of its own, so that evaluating never reads or moves the global stream
@@ -391,7 +440,8 @@ def forward(self: MESM, video_feat, video_mask, words_feat, words_mask, group_si
     out.neg_index, out.neg_saliency_scores = neg_index, neg.pop('neg_saliency_scores')
     rec = None
     if masked_words is not None and c.fw and c.mlm:
-        out.recfw_words_logit, rec = self.mlm_logits(pv, vid_pos, pw, words_mask, unknown_mask, clip_mask, masked_words)
+        out.recfw_words_logit, rec = self.mlm_logits(pv, vid_pos, pw, words_mask, unknown_mask, clip_mask, masked_words,
+                                                     video_mask)
         out.words_mask = words_mask
     if intermediates:
         for k, v in dict(neg, sentence_feat=sentence, vid_position=vid_pos, projed_words_feat=pw, recon_feat=recon,

@@ -28,7 +28,8 @@ from .metrics import eval_vmr
 from .text import (ClipTextFeatures, GloVePklTextFeatures, GloVeTextFeatures, GloVeVocab, check_text_ids,
                             count_tokens, counts_lines, extract_text, glove_pkl_counts_lines, glove_table,
                             load_clip_text_tower, read_glove_pkl, read_glove_txt, write_counts)
-from .mesm import MESM, config_from_official_state_dict, convert_official_state_dict, sample_masked_words
+from .mesm import (MESM, config_from_official_state_dict, convert_official_state_dict, masking_weights,
+                            sample_masked_words)
 from .training import (Trainer, TrainerConfig, init_distributed, precision_autocast, rng_state,
                                 seed_everything, set_rng_state, shard_loader)
 from .experiments import HELDOUT, MESMEval, MESMExperiment, PRESETS, selection_split
@@ -112,6 +113,7 @@ def mesm_step(model: MESM, batch, criterion, device='cpu') -> tuple:
     masked = None
     if model.cfg.fw and model.cfg.mlm:
         w = batch.words_weight if batch.words_weight is not None else default_word_weights(batch.words_mask)
+        w = masking_weights(w, model.cfg.mask_words)             # 'pos' (official) or 'uniform' (paper)
         masked = sample_masked_words(batch.words_mask, w, np.random).to(device, non_blocking=True)
     out = model(b.video_feat, b.video_mask, b.words_feat, b.words_mask, sizes,
                 unknown_mask=b.unknown_mask, clip_mask=b.clip_mask, masked_words=masked, row_video=rows)
@@ -303,7 +305,9 @@ def experiment_from_official(sd: dict, opt: dict) -> MESMExperiment:
     if opt.get('dataset_name') == 'charades' and opt.get('tokenizer_type', 'CLIP') != 'CLIP':
         name = 'charades_sta_VGG_GloVe'
     e = PRESETS['mesm'][name]
-    model = config_from_official_state_dict(sd, n_heads=int(opt.get('nheads', e.model.n_heads)), official_mask=True)
+    # the preset's SS-MESM keys (QVHighlights: the group's clips, as the official code there)
+    model = config_from_official_state_dict(sd, n_heads=int(opt.get('nheads', e.model.n_heads)), official_mask=True,
+                                            ss_video=e.model.ss_video)
     return dataclasses.replace(e, model=model)
 
 def convert_official_checkpoint(ckpt, out_dir) -> Path:
