@@ -289,6 +289,44 @@ def long_video_section(out: list):
     if notes.exists(): out += [notes.read_text().strip(), ""]
 
 
+def prem_norm_section(out: list):
+    "Eq 13's P_st/P_ed softmaxed per video or jointly over the top videos (`bench/prem_norm.py`)."
+    r = load('prem_norm_cpu.json')
+    out += ["## PREM Eq 13: boundary probabilities per video or joint", "",
+            "Which softmax Eq 13's P_st, P_ed take at search time (`eval.norm`): over each retrieved video's clips "
+            "(`'video'`, as CONQUER searches) or over all clips of the query's top 10 videos (`'joint'`, as Shared-Norm, "
+            "Eq 11, trains them). Measured by `bench/prem_norm.py` on the synthetic corpus's validation split: per seed, "
+            "one retriever and two localizers (trained with and without Shared-Norm, `model.shared_norm`), each stage "
+            "keeping its last epoch (`train.select='last'`, so no checkpoint was chosen under either normalisation); "
+            "each localizer searched twice from one retrieval. SVMR localises in the right video alone, where both "
+            "are the same softmax.", ""]
+    if not r:
+        out += ["*Not measured yet.*", ""]; return
+    ms = lambda x: f"{x['mean']:.2f} ± {x['std']:.2f}"
+    dif = lambda x: f"{x['mean']:+.2f} ({x['min']:+.2f} to {x['max']:+.2f})"
+    vk = [f'VCMR-{t}-r{k}' for t in ('0.5', '0.7') for k in (1, 10, 100)]
+    sk = [f'SVMR-{t}-r{k}' for t in ('0.5', '0.7') for k in (1, 10)]
+    head = lambda ks: ' | '.join(f"{k.split('-')[0]} R@{k.split('-r')[1]} ({k.split('-')[1]})" for k in ks)
+    out += [f"{machine(r['machine'])}; benchmark seed {r['benchmark_seed']}, validation split ({r['val_videos']} videos, "
+            f"{r['val_queries']} queries); training seeds {', '.join(map(str, r['seeds']))}; retriever "
+            f"{r['retriever_epochs']} epochs, localizer {r['localizer_epochs']}; {r['seconds']} s in all. Mean ± standard "
+            "deviation over the seeds; the difference joint - video is paired (the same models), with its range over "
+            "the seeds.", "", f"| localizer trained | `eval.norm` | {head(vk)} |", "|---|---|" + "---|" * len(vk)]
+    names = {'shared_norm=True': 'with Shared-Norm', 'shared_norm=False': 'without Shared-Norm'}
+    for key, s in r['summary'].items():
+        for n in ('video', 'joint'):
+            out.append(f"| {names[key]} | {n} | " + ' | '.join(ms(s['VCMR'][n][k]) for k in vk) + " |")
+        out.append(f"| {names[key]} | joint - video | " + ' | '.join(dif(s['VCMR_joint_minus_video'][k]) for k in vk)
+                   + " |")
+    out += ["", f"| localizer trained | VR R@1 | VR R@10 | {head(sk)} |", "|---|---|---|" + "---|" * len(sk)]
+    for key, s in r['summary'].items():
+        out.append(f"| {names[key]} | {ms(s['VR']['VR-r1'])} | {ms(s['VR']['VR-r10'])} | "
+                   + ' | '.join(ms(s['SVMR'][k]) for k in sk) + " |")
+    out.append("")
+    notes = RES/'PREM_NORM.md'
+    if notes.exists(): out += [notes.read_text().strip(), ""]
+
+
 def render() -> str:
     out = ["# Performance", "",
            "Measured figures, each with the date and machine it came from. These machines are noisy: compare ratios measured "
@@ -296,7 +334,7 @@ def render() -> str:
            "`bench/results/*.json`.", ""]
     targets_section(out)
     mesm_section(out); precision_section(out); prem_section(out); scale_section(out); ann_section(out)
-    long_video_section(out)
+    long_video_section(out); prem_norm_section(out)
     notes = RES/'NOTES.md'
     if notes.exists(): out += [notes.read_text().strip(), ""]
     return '\n'.join(out).rstrip() + '\n'
