@@ -143,7 +143,7 @@ def prem_gates(localizer: PREMLocalizer, inputs: PREMInputs, query_feat, vids: l
     localizer.eval()
     qf = torch.as_tensor(np.asarray(query_feat), dtype=torch.float32)[None].to(device)
     qm = torch.ones(qf.shape[:2], dtype=torch.bool, device=device)
-    vf, vm, sf = load_videos(list(vids), inputs, device)
+    vf, vm, sf = load_videos(list(vids), inputs, device, 's' in localizer.cfg.loc_streams)
     K = len(vids)
     w, q = localizer.encode_queries(qf, qm)
     out = localizer.fuse_and_score(w.expand(K, -1, -1), qm.expand(K, -1), q.expand(K, -1, -1),
@@ -153,16 +153,16 @@ def prem_gates(localizer: PREMLocalizer, inputs: PREMInputs, query_feat, vids: l
 def gates_inside_outside(localizer: PREMLocalizer, inputs: PREMInputs, split: str, max_queries: int = 200,
                          device='cpu') -> dict:
     """For each query of `split` (up to max_queries): the mean gate of each stream inside and outside its moment, in
-    its own video."""
-    clip = inputs.exp.data.clip_len
-    rows = {s: {'inside': [], 'outside': []} for s in inputs.exp.model.streams}
+    its own video; the streams are the localizer's (`loc_streams`)."""
+    clip, streams = inputs.exp.data.clip_len, localizer.cfg.loc_streams
+    rows = {s: {'inside': [], 'outside': []} for s in streams}
     for q in list(inputs.annotations(split))[:max_queries]:
         g, m = prem_gates(localizer, inputs, inputs.text[q.qid].feat, [q.vid], device)
         n = int(m[0].sum())
         t = (torch.arange(n) + 0.5) * clip
         inside = (t >= q.windows[0][0]) & (t <= q.windows[0][1])
         if inside.all() or not inside.any(): continue
-        for si, s in enumerate(inputs.exp.model.streams):
+        for si, s in enumerate(streams):
             rows[s]['inside'].append(float(g[0, si, :n][inside].mean()))
             rows[s]['outside'].append(float(g[0, si, :n][~inside].mean()))
     return {s: {k: np.array(v) for k, v in d.items()} for s, d in rows.items()}

@@ -291,6 +291,9 @@ def cmd_train(a) -> int:
     if run.exists() and not run.is_dir(): raise DataError(f"--run-dir {run}: a file, not a folder")
     if (run/'config.json').is_file() and run_kind(run) not in (None, a.model):
         raise DataError(f"--run-dir {run}: holds a {run_kind(run).upper()} run; train in another folder")
+    if a.retriever_from is not None:
+        if a.model != 'prem': raise DataError("--retriever-from: goes with train prem (a PREM run's retriever)")
+        check_run_folder(a.retriever_from, 'prem', 'train prem --retriever-from')
     if a.config: exp = load_config(cls, a.config)
     elif a.preset: exp = base
     else:
@@ -301,7 +304,8 @@ def cmd_train(a) -> int:
     if a.print_config:                                       # the experiment as the run would save it; no training
         exp.validate()
         print(json.dumps(config_to_dict(exp), indent=1)); return 0
-    res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet)
+    more = {} if a.retriever_from is None else dict(retriever_from=a.retriever_from)
+    res = train(exp, a.run_dir, device=a.device, resume=not a.no_resume, progress=not a.quiet, **more)
     from mesm_prem.training import is_main_process
     if is_main_process(): print(json.dumps(res, indent=1))   # under torchrun: rank 0 reports
     return 0
@@ -343,6 +347,9 @@ def _add_train_command(sub):
                     help='print the resolved experiment (preset or config, then --set) as JSON and stop')
     tr.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     tr.add_argument('--no-resume', action='store_true', help='start over even if the run folder holds a state')
+    tr.add_argument('--retriever-from', metavar='RUN',
+                    help="prem: take the retriever (and its hard negatives) of this finished PREM run instead of "
+                         "training one; its retriever settings must be this run's (e.g. a localizer ablation)")
     tr.add_argument('--quiet', action='store_true', help='no progress bars')
     tr.set_defaults(func=cmd_train)
 
@@ -466,7 +473,7 @@ def cmd_search(a) -> int:
                      precision=a.precision)
     ann = s.inputs.annotations(a.split)
     labelled = all(q.windows for q in ann)
-    idx = s.index(split=a.split, path=a.index)
+    idx = None if a.split in s.exp.data.ranklists else s.index(split=a.split, path=a.index)   # ranked by its list
     sub = search_corpus(s.retriever, s.localizer, s.inputs, a.split, index=idx, device=s.device, svmr=labelled,
                         progress=not a.quiet)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -480,7 +487,8 @@ def cmd_search(a) -> int:
 def _add_search_command(sub):
     "`search`."
     se = sub.add_parser('search', help='search a corpus with a trained PREM run (TVR submission format)',
-                        description="Encode a split's corpus with the run's retriever, localise in the top videos, "
+                        description="Encode a split's corpus with the run's retriever (or take its ranklist, "
+                                    "data.ranklists), localise in the top videos, "
                                     "write the TVR-format submission and score it when the split is labelled.")
     se.add_argument('run_dir', help='a PREM run folder (mesm-prem train prem)')
     se.add_argument('--split', default='val', help="a split of the run's data config (default: %(default)s)")

@@ -30,7 +30,7 @@ __all__ = ['INDEX_FRACTION', 'CACHE_FRACTION', 'CPU_CACHE_BYTES', 'PREMInputs', 
            'free_device_memory', 'cache_budget', 'retriever_fingerprint', 'corpus_fingerprint', 'index_provenance',
            'check_provenance', 'CorpusIndex', 'query_batches', 'retrieve', 'retrieve_split', 'segment_scores',
            'FlatCorpusIndex', 'ANNCorpusIndex', 'LocalizerVideoCache', 'localize', 'moments_from_logits',
-           'to_predictions', 'search_corpus', 'flat_metrics']
+           'to_predictions', 'read_ranklist', 'ranklist_retrieval', 'split_retrieval', 'search_corpus', 'flat_metrics']
 
 # %% ../nbs/15_corpus.ipynb #05f4acb8
 class PREMInputs:
@@ -41,10 +41,10 @@ class PREMInputs:
         self.video = VideoFeatures([H5Store(self.root/f) for f in d.video_features], normalize=d.normalize_video,
                                    tef=False, max_len=m.max_clips, long_video='truncate', expected_dim=m.img_dim,
                                    dim_key='model.img_dim')
-        subs = d.subtitles and 's' in m.streams
+        subs = d.subtitles and 's' in m.streams + m.loc_streams           # read by either stage
         self.subtitles = SubtitleStore(self.root/d.subtitles, dim=m.sub_dim) if subs else None
         self.text = TextStore(self.root/d.query_text, dim=m.txt_dim, max_words=m.max_words, dim_key='model.txt_dim')
-        self._ann = {}
+        self._ann, self._ranklists = {}, {}
 
     def annotations(self, split: str) -> Annotations:
         d = self.exp.data
@@ -69,9 +69,22 @@ class PREMInputs:
         dur = {q.vid: q.duration for q in ann if q.vid is not None}
         return {v: (dur[v], i) for i, v in enumerate(sorted(dur))}
 
-    def dataset(self, split: str) -> VCMRDataset:
-        return VCMRDataset(self.annotations(split), self.video, self.text, self.subtitles, self.exp.data.clip_len,
-                           self.exp.data.late_window)
+    def dataset(self, split: str, subtitles: bool = True) -> VCMRDataset:
+        "The labelled queries of `split` with their videos (`subtitles=False`: without subtitles)."
+        return VCMRDataset(self.annotations(split), self.video, self.text, self.subtitles if subtitles else None,
+                           self.exp.data.clip_len, self.exp.data.late_window)
+
+    def ranklist(self, split: str) -> dict | None:
+        "The split's first-stage ranklist (`data.ranklists`, read once by `read_ranklist`), or None when it has none."
+        d = self.exp.data
+        if split not in d.ranklists: return None
+        if split not in self._ranklists:
+            try:
+                self._ranklists[split] = read_ranklist(self.root/d.ranklists[split], self.corpus(split),
+                                                       [q.qid for q in self.annotations(split)], d.ranklist_score,
+                                                       self.exp.model.tau)
+            except DataError as e: raise DataError(f"data.ranklists.{split}: {e}") from None
+        return self._ranklists[split]
 
 def ground_truth_vcmr(ann: Annotations) -> list:
     "The ground-truth lines `eval_vcmr` reads (TVR fields) for the labelled queries of an annotation set."
@@ -84,9 +97,10 @@ def ground_truth_vcmr(ann: Annotations) -> list:
         out.append(d)
     return out
 
-def load_videos(vids: list, inputs, device) -> tuple:
-    "The padded features of `vids` on `device`: video (N, L, Dv), clip mask (N, L), subtitles (N, L, Ds) or None."
-    parts = [video_and_subs(v, inputs.video, inputs.subtitles) for v in vids]
+def load_videos(vids: list, inputs, device, subtitles: bool = True) -> tuple:
+    """The padded features of `vids` on `device`: video (N, L, Dv), clip mask (N, L), subtitles (N, L, Ds) or None
+    (`subtitles=False`: not read)."""
+    parts = [video_and_subs(v, inputs.video, inputs.subtitles if subtitles else None) for v in vids]
     vf, vm = pad_sequences([p[0] for p in parts])
     sf = None if parts[0][1] is None else pad_sequences([p[1] for p in parts])[0]
     return to_device((vf, vm, sf), device)
@@ -635,7 +649,7 @@ class LocalizerVideoCache:
         self.localizer.eval()
         for i in range(0, len(vids), self.chunk):
             part = vids[i:i + self.chunk]
-            vf, vm, sf = load_videos(part, self.inputs, self.device)
+            vf, vm, sf = load_videos(part, self.inputs, self.device, 's' in self.localizer.cfg.loc_streams)
             if vm.shape[1] > self.pad_to:
                 raise DataError(f"video {part[int(vm.sum(1).argmax())]} has {vm.shape[1]} clips > pad_to {self.pad_to}")
             e = self.localizer.encode_videos(*(_pad_to(x, self.pad_to) for x in (vf, vm, sf)))
@@ -722,22 +736,112 @@ def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEv
         out.append([[r[3], r[0], r[1], round(r[2], 4)] for r in rows[:ev.max_after_nms]])
     return out
 
+# %% ../nbs/15_corpus.ipynb #73f93715
+def _ranklist_rows(data, path) -> dict:
+    "{query key: its list} of a ranklist file's JSON: CONQUER's layout, or a TVR submission's VR lists."
+    if isinstance(data, dict) and isinstance(data.get('VR'), list):        # a submission: [vid, st, ed, score] rows
+        rows = {}
+        for i, r in enumerate(data['VR']):
+            if not (isinstance(r, dict) and 'desc_id' in r and isinstance(r.get('predictions'), list)):
+                raise DataError(f"{path}: VR[{i}]: expected {{\"desc_id\": ..., \"predictions\": [[video, st, ed, "
+                                f"score], ...]}}")
+            bad = next((p for p in r['predictions'] if not (isinstance(p, list) and len(p) == 4)), None)
+            if bad is not None:
+                raise DataError(f"{path}: query {str(r['desc_id'])!r}: expected [video, st, ed, score], got {bad!r}")
+            rows[str(r['desc_id'])] = [[p[0], p[3]] for p in r['predictions']]
+        return rows
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object {{desc_id: [[video, score], ...]}}, got {type(data).__name__}")
+    return {str(k): v for k, v in data.items()}
+
+def read_ranklist(path, corpus: dict, qids: list, score: str = 'tau', tau: float = 0.01) -> dict:
+    """A first-stage ranklist file -> {str(query id): (videos, scores)}, best first. The file: a JSON object
+    {desc_id: [[video, score], ...]} (CONQUER's layout of HERO's results; a video: its global index in `corpus`,
+    vid -> (duration, index), or its id) or a TVR submission (its `VR` lists). Every query of `qids` and no other,
+    each with distinct videos of `corpus`. The scores come as Eq 13 divides them by tau: `score` 'tau': as given;
+    'log': tau * log s (s > 0); 'none': 0. Anything else: a one-line `DataError` naming the file and the query."""
+    if score not in ('tau', 'log', 'none'): raise ValueError(f"score must be 'tau', 'log' or 'none', got {score!r}")
+    path = Path(path)
+    if not path.is_file(): raise DataError(f"{path}: ranklist file not found")
+    try: data = json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError: raise DataError(f"{path}: not a text file (a JSON ranklist)") from None
+    rows = _ranklist_rows(data, path)
+    want = [str(q) for q in qids]
+    extra = [k for k in rows if k not in set(want)]
+    if extra: raise DataError(f"{path}: unknown query id {extra[0]!r}, not a query of the split ({len(extra)} such)")
+    miss = [k for k in want if k not in rows]
+    if miss: raise DataError(f"{path}: no ranklist for query {miss[0]!r} ({len(miss)} of the split's {len(want)})")
+    by_index = {i: v for v, (_, i) in corpus.items()}
+    out = {}
+    for k, r in rows.items():
+        if not isinstance(r, list): raise DataError(f"{path}: query {k!r}: expected a list of [video, score]")
+        if not r: raise DataError(f"{path}: query {k!r}: empty ranklist")
+        vids, sc = [], []
+        for e in r:
+            if not (isinstance(e, list) and len(e) == 2 and isinstance(e[1], (int, float))
+                    and not isinstance(e[1], bool) and math.isfinite(e[1])):
+                raise DataError(f"{path}: query {k!r}: expected [video, score] with a finite score, got {e!r}")
+            v = e[0]
+            v = (by_index.get(v) if isinstance(v, int) and not isinstance(v, bool)
+                 else v if isinstance(v, str) and v in corpus else None)
+            if v is None:
+                raise DataError(f"{path}: query {k!r}: unknown video id {e[0]!r} (not in the split's corpus)")
+            vids.append(v); sc.append(float(e[1]))
+        if len(set(vids)) < len(vids):
+            raise DataError(f"{path}: query {k!r}: video {next(v for v in vids if vids.count(v) > 1)!r} listed twice")
+        if score == 'log':
+            if min(sc) <= 0:
+                raise DataError(f"{path}: query {k!r}: score {min(sc)} <= 0 (data.ranklist_score='log' takes its log)")
+            sc = [tau * math.log(s) for s in sc]
+        elif score == 'none': sc = [0.] * len(sc)
+        out[k] = (vids, sc)
+    return out
+
+def ranklist_retrieval(inputs: PREMInputs, split: str, need: int = 1) -> tuple:
+    """`retrieve_split`'s (qids, (Q, k) scores, (Q, k) corpus positions, corpus vids) from the split's ranklist, rows in
+    the order of the split's queries; k = the longest list, shorter ones padded with position -1 and score -inf. A
+    list shorter than `need` videos (the search's top videos) is refused, naming the file and the query."""
+    rl, vids = inputs.ranklist(split), list(inputs.corpus(split))
+    if rl is None: raise DataError(f"split {split!r} has no ranklist (data.ranklists)")
+    pos, qids = {v: i for i, v in enumerate(vids)}, [q.qid for q in inputs.annotations(split)]
+    short = next((q for q in qids if len(rl[str(q)][0]) < need), None)
+    if short is not None:
+        raise DataError(f"data.ranklists.{split}: {inputs.root/inputs.exp.data.ranklists[split]}: query {str(short)!r} "
+                        f"lists {len(rl[str(short)][0])} videos, fewer than the {need} the search localises "
+                        "(eval.top_videos)")
+    k = max(len(rl[str(q)][0]) for q in qids)
+    S, I = torch.full((len(qids), k), float('-inf')), torch.full((len(qids), k), -1, dtype=torch.long)
+    for r, q in enumerate(qids):
+        v, s = rl[str(q)]
+        I[r, :len(v)], S[r, :len(v)] = torch.tensor([pos[x] for x in v]), torch.tensor(s)
+    return qids, S, I, vids
+
+def split_retrieval(retriever, inputs: PREMInputs, split: str, index=None, device='cpu',
+                    progress: bool = False) -> tuple:
+    """The first stage of `split`'s search, as `retrieve_split` returns it: the split's ranklist when `data.ranklists`
+    has one (each list at least `eval.top_videos` long, or the corpus), else `retriever`'s ranking (with `index`)."""
+    if split in inputs.exp.data.ranklists:
+        return ranklist_retrieval(inputs, split, min(inputs.exp.eval.top_videos, len(inputs.corpus(split))))
+    if retriever is None: raise DataError(f"split {split!r}: no retriever and no ranklist (data.ranklists) to rank it")
+    return retrieve_split(retriever, inputs, split, index=index, device=device, progress=progress)
+
 # %% ../nbs/15_corpus.ipynb #e0d136fe
 @torch.no_grad()
 def search_corpus(retriever, localizer, inputs: PREMInputs, split: str,
                   index: CorpusIndex | FlatCorpusIndex | ANNCorpusIndex | None = None, device='cpu',
                   retrieval: tuple | None = None, svmr: bool = True, progress: bool = False) -> dict:
-    """The TVR submission of every query of `split` searched in the split's corpus. A given `index` must have been
-    built by `retriever` over this split's corpus (else a `DataError` naming its file). Each model runs at its stage's
-    precision (`train.retriever.precision`, `train.localizer.precision`). Draws nothing from the global random
-    generators."""
+    """The TVR submission of every query of `split` searched in the split's corpus. Its first stage is `retrieval`, else
+    `split_retrieval`'s: the split's ranklist (`data.ranklists`; `retriever` may then be None), else `retriever` with
+    `index` (which must have been built by `retriever` over this split's corpus, else a `DataError` naming its file).
+    Each model runs at its stage's precision (`train.retriever.precision`, `train.localizer.precision`). Draws nothing
+    from the global random generators."""
     exp, ev, prec = inputs.exp, inputs.exp.eval, inputs.exp.train.localizer.precision
     corpus = inputs.corpus(split)
     cache = LocalizerVideoCache(localizer, inputs, max(inputs.video.n_clips(v) for v in corpus), device, ev.cache_bytes)
     ann = inputs.annotations(split)
     queries = VCMRQueryDataset(ann, inputs.text)
-    qids, S, I, vids = retrieval or retrieve_split(retriever, inputs, split, index=index, device=device,
-                                                   progress=progress)
+    qids, S, I, vids = retrieval or split_retrieval(retriever, inputs, split, index, device, progress)
     by_q = {q.qid: q for q in ann}
     sub = dict(video2idx={v: corpus[v][1] for v in corpus}, VCMR=[], VR=[])
     if svmr: sub['SVMR'] = []
@@ -752,7 +856,7 @@ def search_corpus(retriever, localizer, inputs: PREMInputs, split: str,
         n = len(b['qid'])
         s, hs, hi = S[row:row + n], S_host[row:row + n], I_host[row:row + n]; row += n
         for qid, ss, ii in zip(b['qid'], hs, hi):
-            vr = [[corpus[vids[p]][1], 0, 0, round(x, 4)] for x, p in zip(ss[:ev.vr_top], ii[:ev.vr_top])]
+            vr = [[corpus[vids[p]][1], 0, 0, round(x, 4)] for x, p in zip(ss[:ev.vr_top], ii[:ev.vr_top]) if p >= 0]
             sub['VR'].append(dict(desc_id=qid, desc=by_q[qid].sentence, predictions=vr))
         K = min(ev.top_videos, I.shape[1])
         rows = [[vids[p] for p in r[:K]] for r in hi]

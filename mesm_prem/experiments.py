@@ -20,10 +20,10 @@ from .training import AMP_PRECISION, LoopConfig
 
 # %% auto #0
 __all__ = ['HELDOUT', 'MESM_DATASETS', 'DATASET_RENAMED', 'RENAMED_PRESETS', 'SELECT', 'MR_SCORES', 'HL_SCORES', 'MESM_RENAMED',
-           'PREM_DATASETS', 'VR_SCORES', 'VCMR_SCORES', 'PREM_RENAMED', 'PRESETS', 'MESMData', 'MESMTrain', 'MESMEval',
-           'MESMExperiment', 'selection_split', 'PREMData', 'PREMStage', 'PREMRetrieverTrain', 'PREMLocalizerTrain',
-           'PREMTrain', 'PREMEval', 'PREMExperiment', 'make_preset', 'preset', 'synthetic_experiment',
-           'synthetic_prem_experiment']
+           'PREM_DATASETS', 'RANKLIST_SCORES', 'VR_SCORES', 'VCMR_SCORES', 'PREM_RENAMED', 'PRESETS', 'MESMData',
+           'MESMTrain', 'MESMEval', 'MESMExperiment', 'selection_split', 'PREMData', 'PREMStage', 'PREMRetrieverTrain',
+           'PREMLocalizerTrain', 'PREMTrain', 'PREMEval', 'PREMExperiment', 'make_preset', 'preset',
+           'synthetic_experiment', 'synthetic_prem_experiment']
 
 # %% ../nbs/13_experiments.ipynb #e9c3aa9f
 HELDOUT = 'heldout'                        # data.val_split: select on videos held out of the training split
@@ -177,6 +177,7 @@ def selection_split(exp) -> str | None:
 
 # %% ../nbs/13_experiments.ipynb #0b76ecb9
 PREM_DATASETS = ('tvr', 'didemo')
+RANKLIST_SCORES = ('tau', 'log', 'none')   # data.ranklist_score
 VR_SCORES = tuple(f'VR-r{k}' for k in (1, 5, 10, 100))
 VCMR_SCORES = VR_SCORES + tuple(f'{task}-{iou}-r{k}' for task in ('VCMR', 'SVMR') for iou in ('0.5', '0.7')
                                 for k in (1, 5, 10, 100))
@@ -200,11 +201,16 @@ class PREMData(ConfigSection):
     train_split: str = 'train'
     val_split: str = 'val'
     eval_splits: list = field(default_factory=lambda: ['val'])
+    # first-stage ranklists (e.g. HERO's, in CONQUER's layout; `15_corpus`), used instead of the retriever's ranking:
+    # split -> JSON file; the training split's give the hard negatives, another split's the videos localised
+    ranklists: dict[str, str] = field(default_factory=dict)
+    ranklist_score: str = 'tau'            # their scores in Eq 13: 'tau' s/tau, 'log' log s (s > 0), 'none' unused
 
     def check(self):
         check_choice('dataset', self.dataset, PREM_DATASETS); check_positive('clip_len', self.clip_len)
         check_choice('didemo_ts_unit', self.didemo_ts_unit, ('seconds', 'segments'))
         check_choice('late_window', self.late_window, ('clamp', 'drop', 'strict'))
+        check_choice('ranklist_score', self.ranklist_score, RANKLIST_SCORES)
         check_bool('normalize_video', self.normalize_video)
 
 @dataclass
@@ -221,11 +227,16 @@ class PREMStage(LoopConfig):
 
 @dataclass
 class PREMRetrieverTrain(PREMStage):
-    "Stage 1: the retriever, with in-batch negatives, selected on video retrieval."
+    """Stage 1: the retriever, with in-batch negatives, selected on video retrieval; `epochs=0`: no retriever (every
+    split of the run then needs a first-stage ranklist, `data.ranklists`)."""
     section = 'train.retriever'
     epochs: int = 100
     stop_score: str = 'VR-r10'
     batch_size: int = 256
+
+    def check(self):
+        check_range('epochs', self.epochs, 0, integer=True)      # 0: no retriever; the other checks: `PREMStage`'s
+        (dataclasses.replace(self, epochs=1) if self.epochs == 0 else super()).check()
 
 @dataclass
 class PREMLocalizerTrain(PREMStage):
@@ -258,7 +269,11 @@ class PREMEval(ConfigSection):
     section = 'eval'
     top_videos: int = 10                   # videos localised per query
     vr_top: int = 100                      # videos listed for VR
-    norm: str = 'video'                    # P_st/P_ed softmax per video ('video') or over the top videos ('joint')
+    # Eq 13's P_st/P_ed: one softmax over the clips of the query's top videos ('joint', as Shared-Norm trains
+    # them) or one per video ('video', as CONQUER searches). Joint on validation evidence (`bench/prem_norm.py`,
+    # synthetic corpus, 3 seeds, localizer trained with Shared-Norm): VCMR R@1 IoU 0.7 34.95 against 29.20
+    # (+5.75 on average, +0.00 to +8.85 per seed), R@10 66.67 against 63.27; never lower at IoU 0.7.
+    norm: str = 'joint'
     nms_thd: float = 0.7                   # an IoU; <= 0: no NMS
     max_before_nms: int = 200
     max_after_nms: int = 100
@@ -305,6 +320,13 @@ class PREMExperiment:
             require(getattr(d, k) in d.annotations, f'data.{k}', f"a split of data.annotations {known}", getattr(d, k))
         ok = isinstance(d.eval_splits, list) and len(d.eval_splits) > 0 and set(d.eval_splits) <= set(d.annotations)
         require(ok, 'data.eval_splits', f"a non-empty list of splits of data.annotations {known}", d.eval_splits)
+        require(set(d.ranklists) <= set(d.annotations), 'data.ranklists',
+                f"an object whose keys are splits of data.annotations {known}", sorted(d.ranklists))
+        if t.retriever.epochs == 0:          # no retriever: every split the run ranks needs a first-stage ranklist
+            used = [d.train_split] + ([] if t.select == 'last' else [selection_split(self)]) + list(d.eval_splits)
+            miss = [s for s in dict.fromkeys(used) if s not in d.ranklists]
+            require(not miss, 'train.retriever.epochs',
+                    f">= 1 (a retriever) unless data.ranklists has every split the run ranks (missing {miss})", 0)
         return self
 
 # %% ../nbs/13_experiments.ipynb #589eb9cf
@@ -334,7 +356,7 @@ PRESETS = dict(
                               matcher=dict(cost_class=6.), rank_coef=1., use_triplet=True),
                     train=dict(batch_size=3, eval_batch_size=5, lr_gamma=0.1, stop_score='MR-full-miou'),
                     eval=dict(max_ts_val=1000.)),
-        make_preset(MESMExperiment(), 'qvhighlights_C+SF_C', model=dict(n_classes=5003),
+        make_preset(MESMExperiment(), 'qvhighlights_C+SF_C', model=dict(n_classes=5003, ss_video='group'),
                     data=dict(dataset='qvhighlights', root='data/qvhighlights', durations={},
                               annotations=dict(train='highlight_train_release.jsonl',
                                                val='highlight_val_release.jsonl'),

@@ -46,6 +46,7 @@ class PREMConfig(ConfigSection):
     v2q: bool = True               # video-to-query term
     sub_max_spoken: bool = False   # [R] subtitle max over spoken clips only
     # localizer
+    loc_modalities: str = ''       # '' (= modalities) | both | video | subtitle: the localizer's (Table 6)
     loc_query_layers: int = 1
     loc_video_layers: int = 1
     fusion_layers: int = 2
@@ -65,15 +66,17 @@ class PREMConfig(ConfigSection):
     def check(self):
         "Refuse, in one line naming the key (`model.KEY`), what would only fail deep inside a model or a training run."
         for name, ok in (('modalities', ('both', 'video', 'subtitle')), ('pooling', ('modality', 'mean', 'max')),
+                         ('loc_modalities', ('', 'both', 'video', 'subtitle')),
                          ('gate', ('l2prod', 'concat', 'query', 'none')), ('adv_input', ('transformer', 'fusion'))):
             check_choice(name, getattr(self, name), ok)
         minimum = dict(img_dim=1, sub_dim=0, txt_dim=1, hidden=1, n_heads=1, d_ff=1, max_words=1, max_clips=1,
                        query_layers=0, video_layers=0, loc_query_layers=0, loc_video_layers=0, fusion_layers=0,
                        conv_hidden=1, conv_kernel=1, adv_topk=1, adv_layers=1, min_len=1, max_len=1)
         for name, lo in minimum.items(): check_range(name, getattr(self, name), lo, integer=True)
-        require(self.modalities == 'video' or self.sub_dim > 0, 'sub_dim',
-                f"> 0 with modalities={self.modalities!r}, which needs subtitles (DiDeMo: modalities='video')",
-                self.sub_dim)
+        for name in ('modalities', 'loc_modalities'):
+            m = getattr(self, name)
+            require(m in ('', 'video') or self.sub_dim > 0, 'sub_dim',
+                    f"> 0 with {name}={m!r}, which needs subtitles (DiDeMo: modalities='video')", self.sub_dim)
         require(self.hidden % self.n_heads == 0, 'hidden', f"divisible by n_heads ({self.n_heads})", self.hidden)
         require(self.conv_kernel % 2 == 1, 'conv_kernel', 'odd (one logit per clip)', self.conv_kernel)
         require(self.max_len >= self.min_len, 'max_len', f">= min_len ({self.min_len})", self.max_len)
@@ -86,8 +89,19 @@ class PREMConfig(ConfigSection):
 
     @property
     def streams(self) -> list:
-        "The modality streams used, in order: 'v' (image) and/or 's' (subtitle)."
+        "The retriever's modality streams, in order: 'v' (image) and/or 's' (subtitle)."
         return {'both': ['v', 's'], 'video': ['v'], 'subtitle': ['s']}[self.modalities]
+
+    @property
+    def loc_streams(self) -> list:
+        "The localizer's modality streams (`loc_modalities`, or the retriever's when it is '')."
+        return {'both': ['v', 's'], 'video': ['v'], 'subtitle': ['s']}[self.loc_modalities or self.modalities]
+
+    # the keys a retriever depends on (a run reusing another's retriever must agree on them: `16_prem_run`); every
+    # other key is the localizer's or the search's
+    retriever_keys = ('img_dim', 'sub_dim', 'txt_dim', 'hidden', 'n_heads', 'd_ff', 'dropout', 'max_words',
+                      'max_clips', 'modalities', 'query_layers', 'video_layers', 'pooling', 'tau', 'lam_weak',
+                      'strong', 'weak', 'v2q', 'sub_max_spoken')
 
 # %% ../nbs/11_prem.ipynb #6605effc
 class QueryEncoder(nn.Module):
@@ -111,15 +125,14 @@ class QueryEncoder(nn.Module):
         for l in self.layers: h = l(h, mask)
         return h
 
-def _video_encoder(cfg: PREMConfig, n_layers: int) -> MultimodalEncoder:
-    st = cfg.streams
+def _video_encoder(cfg: PREMConfig, n_layers: int, st: list) -> MultimodalEncoder:
+    "The multimodal encoder of the streams `st` (`cfg.streams` or `cfg.loc_streams`)."
     d_img = cfg.img_dim if 'v' in st else cfg.sub_dim   # subtitle-only: the subtitle stream takes the first slot
     return MultimodalEncoder(d_img, cfg.sub_dim if st == ['v', 's'] else None, cfg.hidden, cfg.n_heads, cfg.d_ff,
                              n_layers, cfg.max_clips, cfg.dropout)
 
-def _encode_streams(enc: MultimodalEncoder, cfg: PREMConfig, img, mask, sub) -> torch.Tensor:
-    "(N, L, Dv), (N, L), (N, L, Ds) -> (N, M, L, d): the encoded clips of each stream in `cfg.streams`."
-    st = cfg.streams
+def _encode_streams(enc: MultimodalEncoder, st: list, img, mask, sub) -> torch.Tensor:
+    "(N, L, Dv), (N, L), (N, L, Ds) -> (N, M, L, d): the encoded clips of each stream of `st` (no 's': `sub` unread)."
     if st == ['v', 's']:
         if sub is None: raise ValueError("this PREM model uses subtitles, but none were given")
         v, s = enc(img, mask, sub)
@@ -142,7 +155,7 @@ class PREMRetriever(nn.Module):
         self.query_encoder = QueryEncoder(cfg.txt_dim, cfg.hidden, cfg.n_heads, cfg.d_ff, cfg.query_layers,
                                           cfg.max_words, cfg.dropout)
         self.pool = ModalityPooling(cfg.hidden, 2, cfg.pooling)
-        self.video_encoder = _video_encoder(cfg, cfg.video_layers)
+        self.video_encoder = _video_encoder(cfg, cfg.video_layers, cfg.streams)
 
     def encode_queries(self, query_feat, query_mask) -> torch.Tensor:
         "(B, Lq, Dt), (B, Lq) -> (B, M, d) unit query vectors, one per stream."
@@ -152,7 +165,7 @@ class PREMRetriever(nn.Module):
 
     def encode_videos(self, img, mask, sub=None) -> torch.Tensor:
         "(N, L, Dv), (N, L), (N, L, Ds) -> (N, M, L, d) unit clip embeddings (padded clips are zero)."
-        c = _encode_streams(self.video_encoder, self.cfg, img, mask, sub)
+        c = _encode_streams(self.video_encoder, self.cfg.streams, img, mask, sub)
         c = F.normalize(c.float(), dim=-1)                      # float32, as the queries
         return c * mask[:, None, :, None]
 
@@ -248,9 +261,9 @@ class PREMLocalizer(nn.Module):
         self.query_encoder = QueryEncoder(cfg.txt_dim, d, cfg.n_heads, cfg.d_ff, cfg.loc_query_layers, cfg.max_words,
                                           cfg.dropout)
         self.pool = ModalityPooling(d, 2, cfg.pooling)
-        self.video_encoder = _video_encoder(cfg, cfg.loc_video_layers)
-        self.gates = nn.ModuleList(ModalityGate(d, cfg.gate) for _ in cfg.streams)
-        self.fuse = LinearLayer(d * len(cfg.streams), d, dropout=cfg.dropout)
+        self.video_encoder = _video_encoder(cfg, cfg.loc_video_layers, cfg.loc_streams)
+        self.gates = nn.ModuleList(ModalityGate(d, cfg.gate) for _ in cfg.loc_streams)
+        self.fuse = LinearLayer(d * len(cfg.loc_streams), d, dropout=cfg.dropout)
         self.fusion = nn.ModuleList(FusionLayer(d, cfg.n_heads, cfg.d_ff, cfg.dropout)
                                     for _ in range(cfg.fusion_layers))
         self.start_head = ConvBoundaryHead(d, cfg.conv_hidden, cfg.conv_kernel)
@@ -264,11 +277,11 @@ class PREMLocalizer(nn.Module):
         "(tokens (B, Lq, d), pooled (B, M, d))."
         w = self.query_encoder(query_feat, query_mask)
         q = self.pool(w, query_mask)
-        return w, q[:, [0 if s == 'v' else 1 for s in self.cfg.streams]]
+        return w, q[:, [0 if s == 'v' else 1 for s in self.cfg.loc_streams]]
 
     def encode_videos(self, img, mask, sub=None) -> torch.Tensor:
         "(N, M, L, d): query-independent, so it can be computed once per video."
-        return _encode_streams(self.video_encoder, self.cfg, img, mask, sub)
+        return _encode_streams(self.video_encoder, self.cfg.loc_streams, img, mask, sub)
 
     def fuse_and_score(self, words, words_mask, q, clips, mask) -> dict:
         """Query tokens (Nq, Lq, d) with mask (Nq, Lq), pooled (Nq, M, d), encoded clips (N, M, L, d), clip mask

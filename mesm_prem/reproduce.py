@@ -421,6 +421,6 @@ def reproduce_page(results: dict | None = None, intro: str = '') -> str:
             res = (results or {}).get(t.key)
             if res:
                 cmp = comparison_markdown(t, res['rows'], res.get('about', ''))
-                s += ['Ours:', '', cmp.split('\n', 2)[2].rstrip('\n'), '']
+                s += [cmp.split('\n', 2)[2].rstrip('\n'), '']
             parts.append('\n'.join(s).rstrip('\n'))
     return '\n\n'.join(parts) + '\n'

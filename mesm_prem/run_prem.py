@@ -10,26 +10,28 @@ import json
 import math
 import numpy as np
 import random
+import shutil
 import torch
 from dataclasses import dataclass
 from pathlib import Path
 from torch.utils.data import DataLoader, Dataset
 
 from .records import DataError
-from .config import check_resume, load_config, safe_load, save_config
+from .config import check_resume, config_to_dict, load_config, safe_load, save_config
 from .datasets import (VCMRDataset, collate_vcmr, loader_settings, pad_sequences, pin_tensors, to_device,
                                 video_and_subs)
 from .metrics import eval_vcmr
-from .prem import PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
+from .prem import PREMConfig, PREMLocalizer, PREMRetriever, localizer_loss, retriever_loss
 from .training import (Trainer, TrainerConfig, init_distributed, precision_autocast, seed_everything,
                                 shard_loader)
 from .experiments import PREMExperiment, selection_split
 from .corpus import (CorpusIndex, LocalizerVideoCache, PREMInputs, to_predictions, flat_metrics,
-                              ground_truth_vcmr, localize, moments_from_logits, retrieve_split, search_corpus)
+                              ground_truth_vcmr, localize, moments_from_logits, retrieve_split, search_corpus,
+                              split_retrieval)
 
 # %% auto #0
 __all__ = ['LocalizerBatch', 'HardNegativeDataset', 'collate_localizer', 'rank_training_corpus', 'train_prem', 'PREMSearcher',
-           'random_baseline']
+           'retriever_settings', 'retriever_source', 'reuse_retriever', 'random_baseline']
 
 # %% ../nbs/16_prem_run.ipynb #cffe2b6e
 @dataclass
@@ -108,46 +110,62 @@ def rank_training_corpus(retriever, inputs: PREMInputs, device='cpu') -> dict:
     return {str(q): [vids[p] for p in r] for q, r in zip(qids, I.tolist())}
 
 def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: bool = True,
-               progress: bool = True) -> dict:
-    """Train both stages, search every evaluation split; returns the metrics per split. Under `torchrun` the processes
-    share every training batch (the configured batches are global); rank 0 mines the hard negatives, evaluates,
-    searches and writes the run folder; the other ranks return {}. Exact resume: a run killed anywhere and started
-    again ends as an uninterrupted one (each stage's trainer restores its generators; the negatives come from
-    generators seeded per (seed, epoch, item); the ranking and the evaluations draw nothing from the global ones)."""
+               progress: bool = True, retriever_from=None) -> dict:
+    """Train both stages, search every evaluation split; returns the metrics per split. `retriever_from`: a finished
+    run folder whose retriever this run takes instead of training one (`retriever_source`: refused unless its
+    retriever settings are this run's), with its hard negatives when they were made as this run would make them.
+    With `train.retriever.epochs=0` there is no retriever: every split is ranked by its ranklist (`data.ranklists`),
+    as is any split that has one. Under `torchrun` the processes share every training batch (the configured batches
+    are global); rank 0 mines the hard negatives, evaluates, searches and writes the run folder; the other ranks
+    return {}. Exact resume: a run killed anywhere and started again ends as an uninterrupted one (each stage's
+    trainer restores its generators; the negatives come from generators seeded per (seed, epoch, item); the ranking
+    and the evaluations draw nothing from the global ones)."""
     exp.validate()
     if resume: check_resume(run_dir, exp)       # before anything is written: a resume never changes the run's settings
+    src = None if retriever_from is None else retriever_source(retriever_from, exp)      # also before any write
     rank, world, device = init_distributed(device)
-    t, run = exp.train, Path(run_dir)
+    t, d, run = exp.train, exp.data, Path(run_dir)
     sel = selection_split(exp)                  # None (train.select='last'): each stage keeps its last epoch
     if rank == 0: run.mkdir(parents=True, exist_ok=True); save_config(exp, run/'config.json')
     inputs = PREMInputs(exp)
-    train_ds = inputs.dataset(exp.data.train_split)
-    # -- stage 1: the retriever
-    seed_everything(t.seed)
-    retriever = PREMRetriever(exp.model)
-    if world > 1: seed_everything(t.seed + 1000 * rank)
-    rs = t.retriever                            # the stage's loop settings go to the trainer as they are
-    rcfg = TrainerConfig.of(rs, steps_per_epoch=math.ceil(len(train_ds) / rs.batch_size), progress=progress)
-    tr = Trainer(retriever, lambda m, b: retriever_loss(m, b.to(device)),
-                 lambda ep: _vcmr_loader(train_ds, rs.batch_size, t.seed, ep, t.num_workers, collate_vcmr, device),
-                 (lambda m: _vr_metrics(m, inputs, sel, device)) if sel else None, run/'retriever', rcfg, device)
-    tr.fit(resume=resume)
-    retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/'best.pt', device))
-    # -- stage 2: hard negatives from the retriever's ranking of the training corpus
-    neg_file = run/'hard_negatives.json'
-    if rank == 0 and not neg_file.exists():
-        tmp = neg_file.with_name(neg_file.name + '.partial')
-        tmp.write_text(json.dumps(rank_training_corpus(retriever, inputs, device))); tmp.replace(neg_file)
-    if world > 1: torch.distributed.barrier()
-    ranking = json.loads(neg_file.read_text())
-    hard = HardNegativeDataset(train_ds, ranking, t.n_neg, t.neg_pool, t.seed)
+    train_ds = inputs.dataset(d.train_split)
+    # -- stage 1: the retriever, trained here, taken from another run, or none (ranklists for every split)
+    retriever = None
+    if src is not None:
+        if rank == 0: reuse_retriever(src, run, exp, resume)
+        if world > 1: torch.distributed.barrier()
+        retriever = PREMRetriever(exp.model).to(device)
+    elif t.retriever.epochs > 0:
+        seed_everything(t.seed)
+        retriever = PREMRetriever(exp.model)
+        if world > 1: seed_everything(t.seed + 1000 * rank)
+        rs = t.retriever                        # the stage's loop settings go to the trainer as they are
+        rcfg = TrainerConfig.of(rs, steps_per_epoch=math.ceil(len(train_ds) / rs.batch_size), progress=progress)
+        tr = Trainer(retriever, lambda m, b: retriever_loss(m, b.to(device)),
+                     lambda ep: _vcmr_loader(train_ds, rs.batch_size, t.seed, ep, t.num_workers, collate_vcmr, device),
+                     (lambda m: _vr_metrics(m, inputs, sel, device)) if sel else None, run/'retriever', rcfg, device)
+        tr.fit(resume=resume)
+    if retriever is not None:
+        retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/'best.pt', device))
+    # -- stage 2: hard negatives: the training split's ranklist, or the retriever's ranking of the training corpus
+    if d.train_split in d.ranklists: ranking = {k: v for k, (v, _) in inputs.ranklist(d.train_split).items()}
+    else:
+        neg_file = run/'hard_negatives.json'
+        if rank == 0 and not neg_file.exists():
+            tmp = neg_file.with_name(neg_file.name + '.partial')
+            tmp.write_text(json.dumps(rank_training_corpus(retriever, inputs, device))); tmp.replace(neg_file)
+        if world > 1: torch.distributed.barrier()
+        ranking = json.loads(neg_file.read_text())
+    uses_subs = 's' in exp.model.loc_streams    # a localizer without subtitles reads none
+    loc_ds = train_ds if uses_subs or train_ds.subtitles is None else inputs.dataset(d.train_split, subtitles=False)
+    hard = HardNegativeDataset(loc_ds, ranking, t.n_neg, t.neg_pool, t.seed)
     # -- stage 3: the localizer, selected with the validation retrieval computed once
     seed_everything(t.seed + 1)
     localizer = PREMLocalizer(exp.model)
     if world > 1: seed_everything(t.seed + 1 + 1000 * rank)   # dropout differs per rank (the weights are rank 0's)
     val_retrieval = {}
     def evaluate(m):
-        if sel not in val_retrieval: val_retrieval[sel] = retrieve_split(retriever, inputs, sel, device=device)
+        if sel not in val_retrieval: val_retrieval[sel] = split_retrieval(retriever, inputs, sel, device=device)
         sub = search_corpus(retriever, m, inputs, sel, device=device, retrieval=val_retrieval[sel])
         return flat_metrics(eval_vcmr(sub, ground_truth_vcmr(inputs.annotations(sel))))
     ls = t.localizer
@@ -163,7 +181,7 @@ def train_prem(exp: PREMExperiment, run_dir, device: str | None = None, resume: 
     # -- stage 4: search every evaluation split
     results = {}
     (run/'predictions').mkdir(exist_ok=True)
-    for split in exp.data.eval_splits:
+    for split in d.eval_splits:
         ann = inputs.annotations(split)
         labelled = all(q.windows for q in ann)
         sub = search_corpus(retriever, localizer, inputs, split, device=device, svmr=labelled, progress=progress)
@@ -189,11 +207,12 @@ class PREMSearcher:
             t, at = self.exp.train, lambda s: dataclasses.replace(s, precision=precision)
             self.exp = dataclasses.replace(self.exp, train=dataclasses.replace(t, retriever=at(t.retriever),
                                                                                localizer=at(t.localizer)))
-        self.retriever = PREMRetriever(self.exp.model).to(self.device)
-        self.localizer = PREMLocalizer(self.exp.model).to(self.device)
-        self.retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/f'{which}.pt', self.device))
+        self.retriever = None                  # a run trained on ranklists alone (train.retriever.epochs=0) has none
+        if self.exp.train.retriever.epochs > 0:
+            self.retriever = PREMRetriever(self.exp.model).to(self.device).eval()
+            self.retriever.load_state_dict(safe_load(run/'retriever'/'checkpoints'/f'{which}.pt', self.device))
+        self.localizer = PREMLocalizer(self.exp.model).to(self.device).eval()      # its own streams (`loc_streams`)
         self.localizer.load_state_dict(safe_load(run/'localizer'/'checkpoints'/f'{which}.pt', self.device))
-        self.retriever.eval(); self.localizer.eval()
         self.inputs, self.corpus_index, self.durations = PREMInputs(self.exp), None, {}
         self._cache = self._cache_for = None   # the localizer's video encodings for the current index
 
@@ -201,6 +220,9 @@ class PREMSearcher:
         """Encode a corpus: `vids` (with `durations`), or a split's corpus; `path`: load it if it exists (a `DataError`
         unless this run's retriever built it over this corpus; moved to the device once when it fits), else save it
         there."""
+        if self.retriever is None:
+            raise DataError("this run has no retriever (train.retriever.epochs=0): it searches the splits of its "
+                            "ranklists only (data.ranklists; mesm-prem search RUN --split SPLIT)")
         if split is not None:
             c = self.inputs.corpus(split); vids = list(c); self.durations = {v: c[v][0] for v in c}
         else:
@@ -243,6 +265,62 @@ class PREMSearcher:
         preds = to_predictions(*moments_from_logits(st, ed, mk, S, ev, self.exp.model), rows, corpus,
                                 dataclasses.replace(ev, max_after_nms=top_k), self.exp.data.clip_len)
         return [[(self.corpus_index.vids[v], a, e, s) for v, a, e, s in p] for p in preds]
+
+# %% ../nbs/16_prem_run.ipynb #379d0922
+def retriever_settings(exp: PREMExperiment) -> dict:
+    "The settings a trained retriever depends on, as {dotted key: value}, in the order a refusal names the first."
+    c, t = config_to_dict(exp), exp.train
+    out = {f'model.{k}': c['model'][k] for k in PREMConfig.retriever_keys}
+    skip = ('eval_splits', 'ranklists', 'ranklist_score')          # what only the search reads
+    out.update({f'data.{k}': v for k, v in c['data'].items() if k not in skip})
+    out.update({f'train.retriever.{k}': v for k, v in c['train']['retriever'].items()})
+    out.update({'train.seed': t.seed, 'train.select': t.select, 'eval.vr_top': exp.eval.vr_top})
+    if t.select == 'test': out['data.eval_splits[0]'] = exp.data.eval_splits[0]      # the split it is selected on
+    return out
+
+def _stage_finished(folder: Path, loop) -> bool:
+    "Whether the training stage in `folder` (a `Trainer` run folder) ran its `loop.epochs` or stopped early."
+    sp = folder/'checkpoints'/'state.pt'
+    if not sp.is_file(): return False
+    st = safe_load(sp).get('trainer', {})
+    return st.get('epoch', 0) >= loop.epochs or 0 <= loop.patience < st.get('bad_epochs', 0)
+
+def retriever_source(run_dir, exp: PREMExperiment) -> Path:
+    """`run_dir`, a PREM run folder whose retriever `exp` may reuse: one that finished training it with the same
+    `retriever_settings`; else a one-line `DataError` (naming the first differing key)."""
+    src = Path(run_dir)
+    if not (src/'config.json').is_file():
+        raise DataError(f"retriever_from {src}: not a PREM run folder (no config.json)")
+    theirs, ours = retriever_settings(load_config(PREMExperiment, src/'config.json')), retriever_settings(exp)
+    k = next((k for k in ours if theirs.get(k) != ours[k]), None)
+    if k is not None:
+        raise DataError(f"retriever_from {src}: its retriever was trained with {k}={json.dumps(theirs.get(k))}, "
+                        f"this run has {k}={json.dumps(ours[k])}")
+    done = (src/'retriever'/'checkpoints'/'best.pt').is_file() and _stage_finished(src/'retriever', exp.train.retriever)
+    if not done:
+        raise DataError(f"retriever_from {src}: its retriever has not finished training (resume that run first)")
+    return src
+
+def reuse_retriever(src: Path, run: Path, exp: PREMExperiment, resume: bool = True):
+    """Copy the retriever stage of run folder `src` (`retriever/`) into `run`, with `src`'s hard negatives when they
+    were made with this run's `train.neg_pool` (else they are made again). A `run` that holds that very retriever is
+    left as it is; one that holds another is refused (or, with `resume=False`, replaced)."""
+    dst, neg = run/'retriever', run/'hard_negatives.json'
+    best = lambda r: (r/'retriever'/'checkpoints'/'best.pt').read_bytes()
+    if dst.exists():
+        if (dst/'checkpoints'/'best.pt').is_file() and best(run) == best(src): return
+        if resume: raise DataError(f"{dst}: holds another retriever than {src}'s (start a new run folder)")
+        shutil.rmtree(dst)
+    tmp = run/'retriever.partial'
+    if tmp.exists(): shutil.rmtree(tmp)
+    shutil.copytree(src/'retriever', tmp); tmp.replace(dst)
+    (dst/'reused_from.json').write_text(json.dumps(dict(run=str(src.resolve()))) + '\n')
+    neg.unlink(missing_ok=True)
+    other = load_config(PREMExperiment, src/'config.json')
+    if (src/'hard_negatives.json').is_file() and other.train.neg_pool == exp.train.neg_pool \
+            and other.data.train_split not in other.data.ranklists:
+        shutil.copyfile(src/'hard_negatives.json', neg.with_name(neg.name + '.partial'))
+        neg.with_name(neg.name + '.partial').replace(neg)
 
 # %% ../nbs/16_prem_run.ipynb #a8340e0e
 def random_baseline(inputs: PREMInputs, split: str, seed: int = 0) -> dict:

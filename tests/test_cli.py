@@ -213,3 +213,34 @@ def test_reproduce_lists_and_refuses(tmp_path):
                       (['mesm-5', '--synthetic', tmp_path, '--set', 'model.fw=maybe'], 'model.fw')):
         r = cli('reproduce', *args)
         assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr)
+
+
+def test_train_prem_retriever_from_and_ranklists(synth, tmp_path):
+    "--retriever-from: a localizer ablation on a finished run's retriever; ranklists instead of a retriever."
+    root, man = synth
+    base = ['--synthetic', root, '--quiet', '--device', 'cpu', '--set', 'train.retriever.epochs=1', 'train.localizer.epochs=1']
+    r = cli('train', 'prem', *base, '--run-dir', tmp_path / 'full')
+    assert r.returncode == 0, r.stderr
+    r = cli('train', 'prem', *base, 'model.loc_modalities=video', '--run-dir', tmp_path / 'video', '--retriever-from', tmp_path / 'full')
+    assert r.returncode == 0, r.stderr
+    best = lambda run: (run / 'retriever' / 'checkpoints' / 'best.pt').read_bytes()
+    assert best(tmp_path / 'video') == best(tmp_path / 'full')
+    assert json.loads((tmp_path / 'video' / 'config.json').read_text())['model']['loc_modalities'] == 'video'
+    r = cli('train', 'prem', *base, 'model.hidden=32', '--run-dir', tmp_path / 'x', '--retriever-from', tmp_path / 'full')
+    assert r.returncode != 0 and 'its retriever was trained with model.hidden=64, this run has model.hidden=32' in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and not (tmp_path / 'x').exists()
+    r = cli('train', 'mesm', '--synthetic', root, '--run-dir', tmp_path / 'm', '--retriever-from', tmp_path / 'full')
+    assert r.returncode != 0 and '--retriever-from: goes with train prem' in r.stderr
+    # the full run's rankings as first-stage ranklists (its hard negatives, its validation VR lists): no retriever
+    rl = tmp_path / 'rl_train.json'
+    rl.write_text(json.dumps({k: [[v, 1 - i / 100] for i, v in enumerate(r_)]
+                              for k, r_ in json.loads((tmp_path / 'full' / 'hard_negatives.json').read_text()).items()}))
+    r = cli('train', 'prem', *base, f'data.ranklists.train={rl}', 'train.retriever.epochs=0',
+            f"data.ranklists.val={tmp_path / 'full' / 'predictions' / 'val_submission.json'}", '--run-dir', tmp_path / 'rl')
+    assert r.returncode == 0, r.stderr
+    assert not (tmp_path / 'rl' / 'retriever').exists()
+    r = cli('search', tmp_path / 'rl', '--split', 'val', '--out', tmp_path / 'sub.json', '--quiet', '--device', 'cpu')
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'sub.json').read_text() == (tmp_path / 'rl' / 'predictions' / 'val_submission.json').read_text()
+    r = cli('search', tmp_path / 'rl', '--split', 'test_public', '--out', tmp_path / 't.json', '--quiet', '--device', 'cpu')
+    assert r.returncode != 0 and 'this run has no retriever (train.retriever.epochs=0)' in r.stderr
