@@ -12,7 +12,7 @@ from einops import rearrange
 from torch import nn
 
 # %% auto #0
-__all__ = ['at_least_fp32', 'drop_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention',
+__all__ = ['ATEN_CPU', 'at_least_fp32', 'drop_mask', 'dropout', 'Dropout', 'attention_kernel', 'attend', 'MultiHeadAttention',
            'exact_attention', 'LinearLayer', 'MLP', 'sine_positions', 'anchor_sine_embedding', 'inverse_sigmoid',
            'FeedForward', 'run_layer', 'T2VLayer', 'T2VEncoder', 'EncoderLayer', 'DABDecoderLayer', 'DABDecoder',
            'TransformerLayer', 'FusionLayer', 'MultimodalEncoder', 'ModalityPooling', 'ConvBoundaryHead',
@@ -57,11 +57,15 @@ class Dropout(nn.Dropout):
     def forward(self, x): return dropout(x, self.p, self.training)
 
 # %% ../nbs/06_attention.ipynb #c26e1f28
+ATEN_CPU = torch.backends.cpu.get_cpu_capability()   # the vector level ATen dispatches to: 'AVX512', 'AVX2', ...
+
 def attention_kernel(q, k, v, mask=None, dropout_p: float = 0.) -> torch.Tensor:
     """softmax(q k' / sqrt(E) + mask) v on (B, H, L, E) heads; `mask` broadcastable to (B, H, Lq, Lk), True = attend.
-    `F.scaled_dot_product_attention`, except for attention dropout on CPU: there SDPA's dropout path is about 8x
-    slower than without dropout, so the product, softmax and `dropout` are written out."""
-    if dropout_p == 0. or q.device.type != 'cpu':
+    `F.scaled_dot_product_attention`, except on CPU with attention dropout (SDPA's dropout path is about 8x slower
+    than without), and with bfloat16 or float16 heads where ATen dispatches below AVX512 (its flash kernel fails
+    there on a CPU with AMX): then the product, softmax and `dropout` are written out."""
+    wide = q.dtype in (torch.float32, torch.float64)
+    if q.device.type != 'cpu' or (dropout_p == 0. and (wide or ATEN_CPU == 'AVX512')):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
     # in place: no copy of the (B, H, Lq, Lk) scores
     s = torch.matmul(q, k.transpose(-1, -2)).mul_(q.shape[-1] ** -0.5)

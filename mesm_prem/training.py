@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from typing import Callable
 
 from .records import DataError
-from .attention import compile_layers
+from .attention import ATEN_CPU, compile_layers
 from .config import (atomic_save, safe_load, ConfigSection, Renamed, check_bool, check_choice,
                               check_positive, check_range, config_changes, require, upgrade_config)
 
@@ -301,11 +301,13 @@ def _this_cpu_bf16() -> bool:
 
 def autocast_dtype(precision: str, device) -> torch.dtype | None:
     """The dtype the models' products run at under `precision` on `device`: bfloat16 with 'bf16', and with 'auto'
-    on CUDA and on CPUs with bf16 matrix units (`bf16_matmul_units`); None (float32, no autocast) with 'fp32', and
-    with 'auto' anywhere else."""
+    on CUDA and on CPUs with bf16 matrix units (`bf16_matmul_units`) where ATen dispatches at AVX512 (`ATEN_CPU`);
+    None (float32, no autocast) with 'fp32', and with 'auto' anywhere else."""
     check_choice('precision', precision, PRECISIONS)
     kind = torch.device(device).type
-    if precision == 'auto': precision = 'bf16' if kind == 'cuda' or (kind == 'cpu' and bf16_matmul_units()) else 'fp32'
+    if precision == 'auto':
+        units = kind == 'cpu' and bf16_matmul_units() and ATEN_CPU == 'AVX512'
+        precision = 'bf16' if kind == 'cuda' or units else 'fp32'
     return torch.bfloat16 if precision == 'bf16' else None
 
 def precision_autocast(precision: str, device):
