@@ -14,7 +14,7 @@ from scipy.optimize import linear_sum_assignment
 
 from .spans import generalized_temporal_iou, invalid_spans, span_cxw_to_xx, span_xx_to_cxw
 from .attention import at_least_fp32
-from .config import ConfigSection, check_choice
+from .config import ConfigSection, check_choice, check_range
 
 # %% auto #0
 __all__ = ['HungarianMatcher', 'loss_spans', 'loss_labels', 'loss_saliency', 'loss_enc_bce', 'loss_masked_words',
@@ -186,7 +186,8 @@ def loss_segment_sentence_paper(projed_video, clip_mask, words_feat, words_mask,
 @dataclass
 class MESMCriterion(ConfigSection):
     """MESM's training objective with the official weights (defaults: Charades C+SF); an experiment's `loss` section.
-    `ss_form`: L_ss in the official form or Eq 5 ('paper'); L_enc is Eq 6 when the outputs have `enc_logits`."""
+    `ss_form`: L_ss in the official form or Eq 5 ('paper'); L_enc is Eq 6 when the outputs have `enc_logits`;
+    `fw_smoothing`: L_fw's label smoothing (official 0.1; Eq 2 as written: 0)."""
     section = 'loss'
     weights: dict = field(default_factory=lambda: dict(loss_span=10., loss_giou=1., loss_label=4., loss_saliency=4.,
                                                        loss_rec_fw=0.1, loss_rec_ss=0.1))
@@ -202,8 +203,11 @@ class MESMCriterion(ConfigSection):
     use_fw: bool = True
     use_ss: bool = True
     ss_form: str = 'official'    # 'paper': L_ss by Eq 5 as written
+    fw_smoothing: float = 0.1    # 0: L_fw by Eq 2 as written
 
-    def check(self): check_choice('ss_form', self.ss_form, ('official', 'paper'))
+    def check(self):
+        check_choice('ss_form', self.ss_form, ('official', 'paper'))
+        check_range('fw_smoothing', self.fw_smoothing, 0., 1., open_hi=True)
 
     def weight_of(self, k: str) -> float:
         base = k.rsplit('_', 1)[0] if k.rsplit('_', 1)[-1].isdigit() else k
@@ -233,7 +237,7 @@ class MESMCriterion(ConfigSection):
                                 self.saliency_margin, max_label=1. if binary else None)
             losses['loss_saliency'] = sal['loss_saliency']
         if self.use_fw and training and 'recfw_words_logit' in out:
-            fw = loss_masked_words(out['recfw_words_logit'], tg['words_label'], out['words_mask'])
+            fw = loss_masked_words(out['recfw_words_logit'], tg['words_label'], out['words_mask'], self.fw_smoothing)
             losses.update(loss_rec_fw=fw['loss_rec_fw'], rec_fw_acc=fw['rec_fw_acc'])
         if self.use_ss:
             mom = torch.stack([torch.stack([w[:, 0].min(), w[:, 1].max()]) for w in tg['norm_windows']])
