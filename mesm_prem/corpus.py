@@ -82,7 +82,7 @@ class PREMInputs:
             try:
                 self._ranklists[split] = read_ranklist(self.root/d.ranklists[split], self.corpus(split),
                                                        [q.qid for q in self.annotations(split)], d.ranklist_score,
-                                                       self.exp.model.tau)
+                                                       self.exp.model.tau, indexed=bool(d.video2dur))
             except DataError as e: raise DataError(f"data.ranklists.{split}: {e}") from None
         return self._ranklists[split]
 
@@ -737,8 +737,9 @@ def to_predictions(slot, st, ed, score, vid_rows: list, corpus: dict, ev: PREMEv
     return out
 
 # %% ../nbs/15_corpus.ipynb #73f93715
-def _ranklist_rows(data, path) -> dict:
-    "{query key: its list} of a ranklist file's JSON: CONQUER's layout, or a TVR submission's VR lists."
+def _ranklist_rows(data, path) -> tuple:
+    """({query key: its list}, {integer id: video id} or None) of a ranklist file's JSON: CONQUER's layout, or a TVR
+    submission's VR lists (its integer ids read through its own `video2idx`)."""
     if isinstance(data, dict) and isinstance(data.get('VR'), list):        # a submission: [vid, st, ed, score] rows
         rows = {}
         for i, r in enumerate(data['VR']):
@@ -748,31 +749,39 @@ def _ranklist_rows(data, path) -> dict:
             bad = next((p for p in r['predictions'] if not (isinstance(p, list) and len(p) == 4)), None)
             if bad is not None:
                 raise DataError(f"{path}: query {str(r['desc_id'])!r}: expected [video, st, ed, score], got {bad!r}")
+            if str(r['desc_id']) in rows: raise DataError(f"{path}: query {str(r['desc_id'])!r}: listed twice in VR")
             rows[str(r['desc_id'])] = [[p[0], p[3]] for p in r['predictions']]
-        return rows
+        v2i = data.get('video2idx')
+        if v2i is None: return rows, None
+        if not (isinstance(v2i, dict) and all(isinstance(i, int) and not isinstance(i, bool) for i in v2i.values())):
+            raise DataError(f"{path}: video2idx: expected {{video id: integer index}}")
+        return rows, {i: v for v, i in v2i.items()}
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a JSON object {{desc_id: [[video, score], ...]}}, got {type(data).__name__}")
-    return {str(k): v for k, v in data.items()}
+    return {str(k): v for k, v in data.items()}, None
 
-def read_ranklist(path, corpus: dict, qids: list, score: str = 'tau', tau: float = 0.01) -> dict:
+def read_ranklist(path, corpus: dict, qids: list, score: str = 'tau', tau: float = 0.01, indexed: bool = True) -> dict:
     """A first-stage ranklist file -> {str(query id): (videos, scores)}, best first. The file: a JSON object
     {desc_id: [[video, score], ...]} (CONQUER's layout of HERO's results; a video: its global index in `corpus`,
-    vid -> (duration, index), or its id) or a TVR submission (its `VR` lists). Every query of `qids` and no other,
-    each with distinct videos of `corpus`. The scores come as Eq 13 divides them by tau: `score` 'tau': as given;
-    'log': tau * log s (s > 0); 'none': 0. Anything else: a one-line `DataError` naming the file and the query."""
+    vid -> (duration, index), or its id) or a TVR submission (its `VR` lists; integer ids through its `video2idx`
+    when it has one). `indexed=False`: the corpus' indices are only positions (no published index, as DiDeMo's), so
+    an integer id is refused. Every query of `qids` and no other, each with distinct videos of `corpus`, their scores
+    best first (not increasing). The scores come as Eq 13 divides them by tau: `score` 'tau': as given; 'log':
+    tau * log s (s > 0); 'none': 0. Anything else: a one-line `DataError` naming the file and the query."""
     if score not in ('tau', 'log', 'none'): raise ValueError(f"score must be 'tau', 'log' or 'none', got {score!r}")
     path = Path(path)
     if not path.is_file(): raise DataError(f"{path}: ranklist file not found")
     try: data = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     except UnicodeDecodeError: raise DataError(f"{path}: not a text file (a JSON ranklist)") from None
-    rows = _ranklist_rows(data, path)
+    rows, own_index = _ranklist_rows(data, path)
     want = [str(q) for q in qids]
-    extra = [k for k in rows if k not in set(want)]
+    wanted = set(want)
+    extra = [k for k in rows if k not in wanted]
     if extra: raise DataError(f"{path}: unknown query id {extra[0]!r}, not a query of the split ({len(extra)} such)")
     miss = [k for k in want if k not in rows]
     if miss: raise DataError(f"{path}: no ranklist for query {miss[0]!r} ({len(miss)} of the split's {len(want)})")
-    by_index = {i: v for v, (_, i) in corpus.items()}
+    by_index = own_index if own_index is not None else {i: v for v, (_, i) in corpus.items()}
     out = {}
     for k, r in rows.items():
         if not isinstance(r, list): raise DataError(f"{path}: query {k!r}: expected a list of [video, score]")
@@ -783,13 +792,20 @@ def read_ranklist(path, corpus: dict, qids: list, score: str = 'tau', tau: float
                     and not isinstance(e[1], bool) and math.isfinite(e[1])):
                 raise DataError(f"{path}: query {k!r}: expected [video, score] with a finite score, got {e!r}")
             v = e[0]
-            v = (by_index.get(v) if isinstance(v, int) and not isinstance(v, bool)
-                 else v if isinstance(v, str) and v in corpus else None)
-            if v is None:
+            if isinstance(v, int) and not isinstance(v, bool):
+                if not indexed and own_index is None:
+                    raise DataError(f"{path}: query {k!r}: integer video id {v}, but this dataset has no video index "
+                                    "(data.video2dur) it could refer to: give video ids")
+                v = by_index.get(v)
+            if not (isinstance(v, str) and v in corpus):
                 raise DataError(f"{path}: query {k!r}: unknown video id {e[0]!r} (not in the split's corpus)")
             vids.append(v); sc.append(float(e[1]))
         if len(set(vids)) < len(vids):
             raise DataError(f"{path}: query {k!r}: video {next(v for v in vids if vids.count(v) > 1)!r} listed twice")
+        up = next((i for i in range(1, len(sc)) if sc[i] > sc[i - 1]), None)
+        if up is not None:
+            raise DataError(f"{path}: query {k!r}: not best first: the score of entry {up} ({sc[up]}) exceeds the one "
+                            f"before it ({sc[up - 1]}); a ranklist lists its videos by decreasing score")
         if score == 'log':
             if min(sc) <= 0:
                 raise DataError(f"{path}: query {k!r}: score {min(sc)} <= 0 (data.ranklist_score='log' takes its log)")
