@@ -383,12 +383,14 @@ def _add_reproduce_command(sub):
                                     "(paper, ours, difference) to OUT/comparison.md and .json.")
     rp.add_argument('table', nargs='?', help='mesm-1 .. mesm-7, prem-1 .. prem-6 (none with --list: every table)')
     rp.add_argument('--list', action='store_true', help='list the tables, or the rows of TABLE with their commands')
-    rp.add_argument('--out', help='folder for the rows\' runs and the comparison (default: reproduce/TABLE)')
+    rp.add_argument('--out', help='folder for the rows\' runs and the comparison (default: reproduce/TABLE; the rows '
+                                  'finished there with the same settings are read back and compared)')
     rp.add_argument('--data-dir', help="the folder holding the presets' data roots (default: here)")
     rp.add_argument('--synthetic', help='run on the synthetic benchmark in this folder (written when missing)')
     rp.add_argument('--quick', action='store_true', help='with --synthetic: a small benchmark and one epoch')
     rp.add_argument('--rows', nargs='+', type=positive_int, help='these rows only (1-based, as printed)')
-    rp.add_argument('--epochs', type=positive_int, help='with --synthetic: epochs (PREM: per stage)')
+    rp.add_argument('--epochs', type=positive_int,
+                    help='with --synthetic: epochs (PREM: per stage); on the features: --set train.epochs=N')
     rp.add_argument('--set', nargs='*', metavar='KEY=VALUE', help='overrides for every row, e.g. train.seed=1')
     rp.add_argument('--device', type=device_arg, help='cpu or cuda (default: cuda when available)')
     rp.add_argument('--quiet', action='store_true', help='no progress bars')

@@ -299,16 +299,18 @@ def config_changes(old: dict, new: dict, prefix: str = '') -> list:
 
 RESUME_SAFE = ('train.num_workers', 'train.eval_batch_size', 'train.epochs', 'eval.cache_bytes')
 
-def check_resume(run_dir, cfg, safe=RESUME_SAFE):
+def check_resume(run_dir, cfg, safe=RESUME_SAFE,
+                 hint: str = "start a new run folder (or --no-resume) or drop the override"):
     """Refuse (DataError) to resume `run_dir` with `cfg` when it changes a setting of the run's `config.json`
-    other than those in `safe`; nothing to check when the folder holds no config or no checkpoint."""
+    other than those in `safe` (the message ends with `hint`, what to do instead); nothing to check when the folder
+    holds no config or no checkpoint."""
     run = Path(run_dir); p = run/'config.json'
     if not p.is_file() or not any(run.glob('**/checkpoints/*.pt')): return
     old = config_to_dict(load_config(type(cfg), p))      # filled with today's defaults: new fields do not count
     ch = [c for c in config_changes(old, config_to_dict(cfg)) if c[0] not in safe]
     if ch:
         what = '; '.join(f"{k}={json.dumps(a)}, the command sets {json.dumps(b)}" for k, a, b in ch)
-        raise DataError(f"resume: {p} has {what}; start a new run folder (or --no-resume) or drop the override")
+        raise DataError(f"resume: {p} has {what}; {hint}")
 
 def atomic_save(obj, path):
     """torch.save to a temporary file in the same folder, then rename over `path`. On any failure the temporary

@@ -30,7 +30,7 @@ from .run_prem import random_baseline, train_prem
 
 # %% auto #0
 __all__ = ['DemoConfig', 'plot_moment_timeline', 'retrieval_matrix', 'recall_at', 'plot_retrieval', 'plot_training_curves',
-           'machine_info', 'write_summary', 'run_demo']
+           'cpu_name', 'machine_info', 'write_summary', 'run_demo']
 
 # %% ../nbs/17_demo.ipynb #386eb8bc
 @dataclass
@@ -171,9 +171,18 @@ def plot_training_curves(runs: dict, out=None):
 def _row(name, m: dict, keys: list) -> str:
     return f"| {name} | " + ' | '.join('-' if m.get(k) is None else f"{m[k]:.2f}" for k in keys) + ' |'
 
+def cpu_name() -> str:
+    "The processor's model name (the first `model name` of /proc/cpuinfo), else what `platform` knows."
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            k, _, v = line.partition(':')
+            if k.strip() == 'model name' and v.strip(): return v.strip()
+    except OSError: pass
+    return platform.processor() or platform.machine()
+
 def machine_info(device: str) -> dict:
-    "Where the figures come from."
-    d = dict(platform=platform.platform(), processor=platform.processor() or platform.machine(),
+    "Where the figures come from: the platform, the CPU (`cpu`: its model name), torch, the device."
+    d = dict(platform=platform.platform(), processor=platform.processor() or platform.machine(), cpu=cpu_name(),
              cpu_count=os.cpu_count(), torch=torch.__version__, torch_threads=torch.get_num_threads(), device=device)
     if device.startswith('cuda') and torch.cuda.is_available(): d['gpu'] = torch.cuda.get_device_name()
     return d
@@ -183,7 +192,7 @@ def write_summary(report: dict, out) -> Path:
     mk = ['MR-full-R1@0.5', 'MR-full-R1@0.7', 'MR-full-miou', 'MR-full-mAP']
     pk = ['VR-r1', 'VR-r10', 'VCMR-0.5-r1', 'VCMR-0.7-r1', 'VCMR-0.7-r10', 'SVMR-0.5-r1', 'SVMR-0.7-r1']
     m, p, t, mc = report['mesm'], report['prem'], report['timings_s'], report['machine']
-    where = mc.get('gpu') or f"{mc['processor']}, {mc['torch_threads']} torch threads"
+    where = mc.get('gpu') or f"{mc.get('cpu', mc['processor'])}, {mc['torch_threads']} torch threads"
     lines = [
         "# mesm_prem demo report", "",
         f"Written {report['date']} by `{report['command']}` on {mc['device']} ({where}; torch {mc['torch']}).",

@@ -210,7 +210,10 @@ def test_reproduce_lists_and_refuses(tmp_path):
     assert r.returncode == 0 and '--set data.root=DATA/data/charades model.ss_layers=6 --run-dir' in r.stdout
     for args, msg in ((['mesm-8'], "unknown table 'mesm-8'"), (['mesm-1', '--rows', '3'], 'is not ours'),
                       (['mesm-5', '--quick'], '--quick: only with --synthetic'), ([], 'give a TABLE'),
-                      (['mesm-5', '--synthetic', tmp_path, '--set', 'model.fw=maybe'], 'model.fw')):
+                      (['mesm-5', '--synthetic', tmp_path, '--set', 'model.fw=maybe'], 'model.fw'),
+                      (['mesm-5', '--epochs', '3'], '--epochs goes with --synthetic'),
+                      (['mesm-5', '--out', __file__], 'not a folder'),
+                      (['prem-4', '--rows', '10'], 'needs ranklists: HERO')):
         r = cli('reproduce', *args)
         assert r.returncode != 0 and msg in r.stderr and 'Traceback' not in r.stderr, (args, r.stderr)
 

@@ -30,10 +30,15 @@ and in ours.
 - On the real features: put each dataset where its preset expects it under one folder (`DATA/data/charades`,
   `DATA/data/tvr`, ...; `docs/real_datasets.md` lists the files) and run `mesm-prem reproduce mesm-5 --data-dir DATA`
   (on a GPU: the presets' full schedules, e.g. 200 epochs for MESM on Charades-STA). The comparison is written to
-  `reproduce/mesm-5/comparison.md`; every row is its own run folder there, resumed when the command is run again.
+  `reproduce/mesm-5/comparison.md`; every row is its own run folder there (`reproduce/mesm-5/row1`, ...), resumed
+  when the command is run again. The one-by-one commands below write into the same folders, so rows made by hand
+  count, and a table can be run a few rows at a time: the comparison holds every row finished there with the same
+  settings. The schedule is the preset's; change it with `--set train.epochs=N` (PREM: `train.retriever.epochs`,
+  `train.localizer.epochs`).
 - On the synthetic benchmark: `mesm-prem reproduce mesm-5 --synthetic bench` (a few minutes per row on a laptop
-  CPU) or `--quick` (seconds: a small benchmark, one epoch; what the test suite runs). Its numbers measure another
-  task, so only the direction of an ablation's change can be compared with the paper's.
+  CPU; `--epochs N` sets its schedule) or `--quick` (seconds: a small benchmark, one epoch; what the test suite
+  runs). Its numbers measure another task, so only the direction of an ablation's change can be compared with the
+  paper's; a PREM row is selected on its `val` split and reported on its held-out `test_public`.
 - `--rows 1 7` runs some rows; `--set train.seed=1` adds overrides to every row; `mesm-prem reproduce TABLE --list`
   prints the rows and their commands.
 
@@ -43,11 +48,12 @@ and in ours.
   check-marks. Those rows follow our reading of the papers' prose, and each table's note says where.
 - MESM Tables 5-7 ablate on Charades-STA with CLIP + SlowFast video and CLIP text. Their switches are those of
   the model (`model.fw`, `model.ss`, `model.mlm`, `model.ss_layers`, `model.aligner_layers`) and of the criterion
-  (`loss.use_enc`, `loss.use_ss`).
+  (`loss.use_enc`, `loss.use_ss`). Every row runs the official code's forms; where the paper writes an equation
+  otherwise, its form is a switch too (`docs/official_mesm.md`, "The paper's forms"), to be added with `--set`.
 - PREM's Table 6 ablates the localizer alone: its rows train a localizer on the retriever of row 1
   (`--retriever-from`), with `model.loc_modalities`, `model.gate`, `model.adversarial` or `model.shared_norm`.
-- Results of other methods are the papers' numbers only. So are the HERO-based rows: to reproduce those, you need
-  HERO's first-stage ranklists (see the note of PREM Table 4).
+- Results of other methods are the papers' numbers only. PREM's localizer on HERO's ranklists (Table 4, row 10)
+  needs HERO's first-stage ranklists: with them it runs as the row's note says; without them it is not run.
 - The model is selected on a validation split (MESM on Charades-STA: videos held out of train) and never on a test
   split. The papers' exact protocol for this is not stated, so expect small differences on test.
 """
