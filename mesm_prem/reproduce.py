@@ -429,7 +429,8 @@ def reproduce(key: str, out, synthetic=None, data_dir=None, rows=None, overrides
     cmp = compare(t, ours, split)
     small = synthetic is not None and _small(synthetic)
     sched = 'default epochs' if epochs is None else f"{epochs} epoch{'s' * (epochs != 1)}"
-    data = f"the synthetic benchmark ({'small, ' if small else ''}{sched})" if synthetic else 'the features of the presets'
+    data = (f"the synthetic benchmark ({'small, ' if small else ''}{sched})" if synthetic
+            else 'the features of the presets')
     dev = device or ('cuda' if torch.cuda.is_available() else 'cpu')
     m = machine_info(dev)
     meta = dict(table=t.key, data='synthetic' if synthetic else 'features', quick=small, epochs=epochs,
