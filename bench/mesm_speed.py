@@ -26,15 +26,8 @@ import numpy as np
 import torch
 
 
-def cpu_name() -> str:
-    try:
-        for line in open('/proc/cpuinfo'):
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-
 def machine(device: torch.device, threads: int) -> dict:
+    from mesm_prem.demo import cpu_name   # the processor's model name, as the package's reports give it
     return dict(date=datetime.date.today().isoformat(), cpu=cpu_name(), cores=len(__import__('os').sched_getaffinity(0)), threads=threads,
                 gpu=torch.cuda.get_device_name() if device.type == 'cuda' else None, torch=torch.__version__, python=platform.python_version())
 

@@ -417,13 +417,13 @@ def reproduce(key: str, out, synthetic=None, data_dir=None, rows=None, overrides
         synthetic = synthetic_benchmark(synthetic, quick)
         if quick and epochs is None: epochs = 1
     make = lambda r: row_experiment(t, r, synthetic, data_dir, overrides, epochs)
-    exps = {r: make(r) for r in todo}                   # all checked before any is trained
-    for r in todo: _finished(out/f'row{r}', exps[r])     # and the finished ones' settings
+    exps = {r: make(r) for r in todo}                   # all checked before any is trained,
+    done = {r: _finished(out/f'row{r}', exps[r]) for r in todo}   # the finished ones' settings too
     out.mkdir(parents=True, exist_ok=True)
-    ours = {}
+    ours = {r: v for r, v in done.items() if v is not None}
     for r in todo:
         log(f"mesm-prem: {t.key} row {r}/{len(t.rows)}: {t.rows[r - 1].label}")
-        ours[r] = run_row(t, r, exps[r], out, device, progress)
+        if r not in ours: ours[r] = run_row(t, r, exps[r], out, device, progress)
     ours.update(_earlier(t, todo, out, make, log))
     split = None if synthetic is None else exps[todo[0]].data.eval_splits[0]
     cmp = compare(t, ours, split)
